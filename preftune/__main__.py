@@ -1,0 +1,3 @@
+from preftune.cli.main import main
+
+main()

@@ -1,0 +1,36 @@
+"""What every command shares: the consoles, the verbose flag, and error printing."""
+
+from __future__ import annotations
+
+import traceback
+
+from rich.console import Console
+from rich.markup import escape
+
+from preftune.errors import PreftuneError
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    verbose = False
+
+
+state = State()
+
+
+def print_error(error: BaseException) -> None:
+    """``error:`` and ``hint:`` lines; the traceback too when -v was given."""
+    if state.verbose:
+        err.print(escape("".join(traceback.format_exception(error))), end="")
+    if isinstance(error, PreftuneError):
+        err.print(f"[bold red]error:[/] {escape(error.message)}")
+        for line in error.details:
+            err.print(f"  {escape(line)}")
+        for hint in error.hints:
+            err.print(f"[yellow]hint:[/] {escape(hint)}")
+    else:
+        err.print(f"[bold red]error:[/] unexpected {type(error).__name__}: {escape(str(error))}")
+        if not state.verbose:
+            err.print("[yellow]hint:[/] run again with -v to see the traceback")

@@ -1,0 +1,305 @@
+"""``TrainConfig``: every training option, validated up front, from YAML, flags or key=value.
+
+Values are layered, later layers winning: field defaults → the algorithm's recommended
+defaults (SimPO) → the preset → the values given (YAML, then flags and ``key=value``).
+Names people bring from other tools (``model_name``, ``dpo_beta``, ``num_train_epochs``,
+``per_device_train_batch_size``, ``log_path``, ...) are accepted as aliases.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from preftune.errors import ConfigError
+
+ALGORITHMS = ("dpo", "ipo", "cdpo", "robust", "hinge", "simpo", "orpo", "sft")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "balanced": {
+        "description": "Recommended: good accuracy with stability (the default).",
+        "risks": "None: this is the recommended configuration.",
+        "values": {"beta": 0.1, "learning_rate": 5e-5, "epochs": 3, "grad_accum": 8,
+                   "warmup_steps": 5},
+    },
+    "aggressive": {
+        "description": "Push for maximum preference accuracy.",
+        "risks": "Might overfit; training can become unstable.",
+        "values": {"beta": 0.2, "learning_rate": 1e-4, "epochs": 5, "grad_accum": 8,
+                   "warmup_steps": 10},
+    },
+    "conservative": {
+        "description": "Prioritise training stability.",
+        "risks": "Slower convergence, lower final accuracy.",
+        "values": {"beta": 0.05, "learning_rate": 2e-5, "epochs": 5, "grad_accum": 8,
+                   "warmup_steps": 20},
+    },
+    "quantization": {
+        "description": "Tuned for the noise of 4-bit quantized training.",
+        "risks": "Moderate: balanced for quantization artifacts.",
+        "values": {"beta": 0.1, "learning_rate": 3e-5, "epochs": 4, "grad_accum": 8,
+                   "warmup_steps": 10},
+    },
+    "quick": {
+        "description": "Fast training for quick tests and prototyping.",
+        "risks": "High: likely underfits, but fast.",
+        "values": {"beta": 0.1, "learning_rate": 1e-4, "epochs": 1, "grad_accum": 4,
+                   "warmup_steps": 2},
+    },
+}
+DEFAULT_PRESET = "balanced"
+
+# Recommended defaults of algorithms whose scale differs from DPO's.
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "simpo": {"beta": 2.0, "gamma_beta_ratio": 0.5, "learning_rate": 1e-6},
+}
+
+ALIASES: dict[str, str] = {
+    "model_name": "model",
+    "model_name_or_path": "model",
+    "dpo_beta": "beta",
+    "num_epochs": "epochs",
+    "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "log_path": "output_dir",
+    "exp_name": "exp_name",
+    "dataset_chosen_field": "chosen_field",
+    "dataset_rejected_field": "rejected_field",
+    "dataset_prompt_field": "prompt_field",
+    "loss_type": "algo",
+    "algorithm": "algo",
+    "lr": "learning_rate",
+    "max_seq_length": "max_length",
+    "lora_r": "lora_rank",
+    "warmup": "warmup_steps",
+    "train_file": "dataset",
+    "eval_file": "eval_dataset",
+}
+
+
+class TrainConfig(BaseModel):
+    """Every option of a training run. Unknown names and out-of-range values are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # What to train on
+    model: str = Field("tiny", description="Model: a local directory, a hub id, an alias or "
+                       "'tiny' (the embedded model).")
+    dataset: str | None = Field(None, description="Training data: a file, a save_to_disk "
+                                "directory or hf:NAME[:CONFIG][@SPLIT].")
+    eval_dataset: str | None = Field(None, description="Evaluation data, same forms as "
+                                     "dataset.")
+    eval_split: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the training pairs "
+                              "held out for evaluation when no eval_dataset is given.")
+    dataset_format: str | None = Field(None, description="Force a data format instead of "
+                                       "detecting it.")
+    prompt_field: str = Field("prompt", description="Prompt column of flat data.")
+    chosen_field: str = Field("chosen", description="Chosen-response column of flat data.")
+    rejected_field: str = Field("rejected", description="Rejected-response column of flat "
+                                "data.")
+    normalize: list[Literal["nfkc", "arabic"]] = Field(
+        default_factory=list, description="Text normalisation applied to the data: nfkc, "
+        "arabic.")
+    n_examples: int | None = Field(None, ge=1, description="Use only the first N training "
+                                   "pairs.")
+
+    # The objective
+    algo: Literal["dpo", "ipo", "cdpo", "robust", "hinge", "simpo", "orpo", "sft"] = Field(
+        "dpo", description="Training objective.")
+    preset: str | None = Field(None, description="Hyperparameters from the tuning guide: "
+                               + ", ".join(PRESETS) + ".")
+    beta: float = Field(0.1, gt=0.0, description="Strength of the preference (DPO beta; "
+                        "lambda for ORPO).")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="Probability that a "
+                                   "label is flipped (cdpo, robust).")
+    gamma_beta_ratio: float = Field(0.5, ge=0.0, description="SimPO target margin over beta.")
+    sft_weight: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen "
+                              "response added to the preference loss.")
+
+    # Optimisation
+    learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="Peak learning rate.")
+    epochs: int = Field(3, ge=1, description="Passes over the training data.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer "
+                                  "steps.")
+    batch_size: int = Field(1, ge=1, description="Pairs per device per forward pass.")
+    grad_accum: int = Field(8, ge=1, description="Forward passes per optimizer step.")
+    warmup_steps: int = Field(5, ge=0, description="Steps of linear warm-up.")
+    lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
+        "linear", description="Learning-rate decay after warm-up.")
+    weight_decay: float = Field(0.0, ge=0.0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, gt=0.0, description="Gradient clipping norm.")
+    seed: int = Field(42, description="Random seed for data order and initialisation.")
+
+    # Sequences
+    max_length: int = Field(1024, ge=8, description="Longest prompt + response, in tokens.")
+    max_prompt_length: int = Field(512, ge=1, description="Longest prompt, in tokens (the "
+                                   "prompt keeps its end).")
+
+    # Model and adapters
+    lora: bool = Field(True, description="Train a LoRA adapter (false: full fine-tuning).")
+    lora_rank: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    lora_target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get adapters.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field("auto", description="Weights and "
+                                                           "compute dtype.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    load_in_4bit: bool = Field(False, description="Load the base model in 4 bits "
+                               "(bitsandbytes, CUDA only).")
+    precompute_ref_logprobs: bool = Field(True, description="Compute reference log-probs "
+                                          "once before training and cache them.")
+
+    # Run directory and logging
+    output_dir: str | None = Field(None, description="The run directory (default: "
+                                   "experiments/<dataset>_<model>_lr<lr>_beta<beta>_<date>).")
+    exp_name: str | None = Field(None, description="A name for the run.")
+    logging_steps: int = Field(1, ge=1, description="Log metrics every N optimizer steps.")
+    eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (and at "
+                                   "the end).")
+    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps "
+                                   "(and at each epoch end).")
+    save_total_limit: int | None = Field(None, ge=1, description="Keep at most N "
+                                         "checkpoints.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layer(cls, data: Any) -> Any:
+        """Resolve aliases, then fill the algorithm's and the preset's values where unset."""
+        if not isinstance(data, dict):
+            return data
+        given = canonical_keys(data)
+        if given.get("preset") is not None and given["preset"] not in PRESETS:
+            raise ValueError(f"unknown preset {given['preset']!r}; choose one of "
+                             + ", ".join(PRESETS))
+        layered: dict[str, Any] = {}
+        layered.update(ALGO_DEFAULTS.get(str(given.get("algo", "dpo")), {}))
+        if given.get("preset") is not None:
+            layered.update(PRESETS[given["preset"]]["values"])
+        layered.update(given)
+        return layered
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.max_prompt_length >= self.max_length:
+            raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be less than "
+                             f"max_length ({self.max_length})")
+        return self
+
+    # ------------------------------------------------------------------------------ loading
+
+    @classmethod
+    def build(cls, values: dict[str, Any]) -> TrainConfig:
+        """Validate ``values``; on failure raise ``ConfigError`` quoting each bad value."""
+        try:
+            return cls(**values)
+        except ValidationError as e:
+            raise config_error(e, values) from None
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str],
+                  overrides: dict[str, Any] | None = None) -> TrainConfig:
+        return cls.build({**read_yaml(path), **canonical_keys(overrides or {})})
+
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
+        text = yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def canonical_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """Map alias names to field names; two names for one field with different values is an
+    error."""
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in values.items():
+        name = ALIASES.get(key, key)
+        if name in out and out[name] != value:
+            raise ConfigError(f"{origin[name]}={out[name]!r} and {key}={value!r} set the same "
+                              f"option '{name}'", ["give it once"])
+        out[name] = value
+        origin[name] = key
+    return out
+
+
+def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}",
+                          ["check the path given to --config"]) from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(e, 'problem', e)}",
+                          ["fix the YAML syntax"]) from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, found "
+                          f"{type(data).__name__}", ["write one option per line: beta: 0.1"])
+    return canonical_keys(data)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["beta=0.2", "lora_target_modules=q_proj,v_proj"]`` → typed values via the fields."""
+    out: dict[str, Any] = {}
+    fields = TrainConfig.model_fields
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().removeprefix("--").replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"cannot read override {item!r}: expected key=value",
+                              ["for example: beta=0.2 learning_rate=1e-5"])
+        name = ALIASES.get(key, key)
+        if name not in fields:
+            raise unknown_option(key)
+        out[key] = _coerce(name, raw.strip())
+    return canonical_keys(out)
+
+
+def _coerce(name: str, raw: str) -> Any:
+    """Turn override text into the value the field wants; pydantic then checks it."""
+    if raw.lower() in ("none", "null", "~"):
+        return None
+    annotation = str(TrainConfig.model_fields[name].annotation)
+    if "list" in annotation:
+        if raw == "all-linear":
+            return raw
+        return [part.strip() for part in raw.strip("[]").split(",") if part.strip()]
+    return raw
+
+
+def unknown_option(key: str) -> ConfigError:
+    known = list(TrainConfig.model_fields) + list(ALIASES)
+    close = difflib.get_close_matches(key, known, n=3)
+    hints = [f"did you mean {', '.join(close)}?"] if close else []
+    hints.append("list every option with: preftune config --show")
+    return ConfigError(f"unknown option '{key}'", hints)
+
+
+def config_error(error: ValidationError, values: dict[str, Any]) -> ConfigError:
+    lines = []
+    for err in error.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc, list(TrainConfig.model_fields), n=1)
+            lines.append(f"unknown option '{loc}'" + (f" (did you mean '{close[0]}'?)"
+                                                       if close else ""))
+        elif loc:
+            lines.append(f"{loc}={err.get('input')!r}: {message}")
+        else:
+            lines.append(message)
+    first, rest = lines[0], lines[1:]
+    return ConfigError(f"invalid configuration: {first}", [
+        "list the options and their defaults with: preftune config --show"], rest)
