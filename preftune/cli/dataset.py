@@ -72,10 +72,11 @@ def _print_report(report: ValidationReport) -> None:
     if report.format is not None:
         mode = "conversational" if report.conversational else "text"
         kind = f"{report.format} ({mode})" if report.valid else report.format
-        out.print(f"[bold]{escape(report.source)}[/]: {kind} format, {report.records} records"
-                  + (f", {report.pairs} pairs" if report.valid else ""))
+        out.print(f"[bold]{escape(report.source)}[/]: {kind} format, "
+                  f"{_count(report.records, 'record')}"
+                  + (f", {_count(report.pairs, 'pair')}" if report.valid else ""))
     else:
-        out.print(f"[bold]{escape(report.source)}[/]: {report.records} records")
+        out.print(f"[bold]{escape(report.source)}[/]: {_count(report.records, 'record')}")
     if not report.valid:
         out.print(f"[red]problems[/] ({report.problem_count}):")
         for problem in report.problems:
@@ -94,6 +95,10 @@ def _print_report(report: ValidationReport) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {escape(str(warning))}")
     out.print("[green]valid[/]")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _print_lengths(unit: str, stats: dict[str, LengthStats]) -> None:

@@ -524,8 +524,9 @@ class _TableBuilder:
             self.columns["line"].append(raw.line)
             for key in ("prompt", "chosen", "rejected", "system", "sft_target"):
                 self.columns[key].append(pair[key])
-            for key in metadata.keys() - self.meta.keys():
-                self.meta[key] = [None] * self.rows
+            for key in metadata:
+                if key not in self.meta:
+                    self.meta[key] = [None] * self.rows
             for key, values in self.meta.items():
                 values.append(metadata.get(key))
             self.rows += 1
@@ -627,9 +628,7 @@ def _read_records(src: Source, records: Iterator[RawRecord], problems: list[Prob
             break
     if first is None:
         if not head and not problems:
-            problems.append(Problem("file is empty" if src.kind in ("json", "jsonl")
-                                    else "no records", file=src.name,
-                                    expected="preference records", found="no records"))
+            problems.append(_no_records(src))
         return _result(src, format, len(head), None, problems, max_problems)
     fmt = format
     if fmt is None:
@@ -649,6 +648,16 @@ def _read_records(src: Source, records: Iterator[RawRecord], problems: list[Prob
         head = []
     return _parse_all(src, chain(head, records), problems, fmt, conversational, names,
                       max_problems)
+
+
+def _no_records(src: Source) -> Problem:
+    if src.kind in ("json", "jsonl") and src.path is not None:
+        with src.path.open("rb") as f:
+            has_text = bool(f.read(1 << 16).strip())
+        message = "no records: the array is empty" if has_text else "file is empty"
+    else:
+        message = "no records"
+    return Problem(message, file=src.name, expected="preference records", found="no records")
 
 
 def _parse_all(src: Source, records: Iterable[RawRecord], problems: list[Problem], fmt: str,
@@ -715,7 +724,16 @@ def _fast_flat(src: Source, names: FieldNames, max_problems: int,
     lines = None
     if src.kind == "jsonl":
         assert src.path is not None
-        lines = pa.array(jsonl_line_numbers(src.path, n), type=pa.int64())
+        numbers = jsonl_line_numbers(src.path)
+        if numbers is None or len(numbers) != n:
+            return None
+        lines = pa.array(numbers, type=pa.int64())
+    try:  # Arrow's JSON reader does not check UTF-8; the record path reports where it breaks
+        for name in (*text_columns, "system", "sft_target"):
+            if name in table.column_names:
+                table[name].validate(full=True)
+    except pa.ArrowInvalid:
+        return None
     problems, total = _empty_text_problems(src, table, text_columns, lines, max_problems)
     if total:
         return ReadResult(src.name, "flat", n, None, problems, total)
@@ -759,8 +777,12 @@ def _optional_text(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
     if name not in table.column_names:
         return pa.nulls(table.num_rows, pa.string())
     column = table[name]
-    blank = pc.equal(pc.utf8_trim_whitespace(column), "")
-    return pc.if_else(blank, pa.scalar(None, column.type), column)
+    return pc.if_else(_blank(column), pa.scalar(None, column.type), column)
+
+
+def _blank(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a string is empty or only whitespace (without copying the strings)."""
+    return pc.or_(pc.equal(pc.utf8_length(column), 0), pc.utf8_is_space(column))
 
 
 def _empty_text_problems(src: Source, table: pa.Table, text_columns: tuple[str, ...],
@@ -770,8 +792,7 @@ def _empty_text_problems(src: Source, table: pa.Table, text_columns: tuple[str, 
     total = 0
     columns = list(dict.fromkeys(text_columns))
     for name in columns:
-        blank = pc.equal(pc.utf8_trim_whitespace(table[name]), "")
-        indices = pc.indices_nonzero(blank)
+        indices = pc.indices_nonzero(_blank(table[name]))
         total += len(indices)
         found.extend((int(i), name) for i in indices[:max_problems].to_pylist())
     found.sort(key=lambda item: (item[0], columns.index(item[1])))

@@ -8,6 +8,7 @@ with their record index and line, or syntax problems located by line and column.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -125,7 +126,8 @@ def iter_table_records(table: pa.Table) -> Iterator[RawRecord]:
             index += 1
 
 
-def _decode(data: bytes, name: str, problems: list[Problem], line_offset: int = 0) -> str:
+def _decode(data: bytes, name: str, problems: list[Problem], line_offset: int = 0,
+            record: int | None = None) -> str:
     """Decode UTF-8, reporting the first undecodable byte with its line and column."""
     try:
         return data.decode("utf-8")
@@ -135,7 +137,7 @@ def _decode(data: bytes, name: str, problems: list[Problem], line_offset: int = 
         problems.append(Problem(
             f"invalid UTF-8: byte 0x{data[e.start]:02x} cannot be decoded "
             "(re-save the file as UTF-8)",
-            file=name, line=line + line_offset, column=col,
+            file=name, record=record, line=line + line_offset, column=col,
             expected="UTF-8 text", found=f"byte 0x{data[e.start]:02x}",
         ))
         return data.decode("utf-8", errors="replace")
@@ -149,7 +151,7 @@ def _iter_jsonl(path: Path, name: str, problems: list[Problem]) -> Iterator[RawR
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
                 continue
-            text = _decode(raw.rstrip(b"\r\n"), name, problems, line_offset=lineno - 1)
+            text = _decode(raw.rstrip(b"\r\n"), name, problems, lineno - 1, index)
             try:
                 value = json.loads(text)
             except json.JSONDecodeError as e:
@@ -169,6 +171,8 @@ INVALID = _INVALID
 
 def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator[RawRecord]:
     text = _decode(path.read_bytes(), name, problems).removeprefix("\ufeff")
+    # An undecodable byte is found before records are; it is credited to its record below.
+    bad_byte = len(problems) - 1 if problems else None
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if not text.startswith("[", pos):
@@ -187,6 +191,10 @@ def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator
         except json.JSONDecodeError as e:
             problems.append(_json_problem(e, name, index))
             return
+        if bad_byte is not None:
+            bad_line = problems[bad_byte].line or 0
+            if line <= bad_line <= line + text.count("\n", pos, end):
+                problems[bad_byte] = dataclasses.replace(problems[bad_byte], record=index)
         yield RawRecord(index, line, value)
         index += 1
         pos = _skip_ws(text, end)
@@ -326,17 +334,22 @@ def _read_hf(source: Source) -> pa.Table:
     return table
 
 
-def jsonl_line_numbers(path: Path, count: int) -> list[int]:
-    """1-based line number of each of the first ``count`` non-blank lines of a JSONL file.
+def jsonl_line_numbers(path: Path) -> list[int] | None:
+    """1-based line number of each record of a JSONL file whose lines each hold one object.
 
-    The same lines ``_iter_jsonl`` skips (empty or whitespace-only) are skipped here, so that
-    row i of a table read by Arrow is record i of the record path.
+    Blank lines are skipped as ``_iter_jsonl`` skips them. None when some line does not look
+    like exactly one object (a record split over lines, or two on one line), so that a reader
+    which ignores line breaks cannot silently disagree with the record path.
     """
     lines: list[int] = []
     with path.open("rb") as f:
         for lineno, raw in enumerate(f, start=1):
-            if len(lines) == count:
-                break
-            if raw.strip():
-                lines.append(lineno)
+            text = raw.strip()
+            if not text:
+                continue
+            if lineno == 1:
+                text = text.removeprefix(b"\xef\xbb\xbf")
+            if not (text.startswith(b"{") and text.endswith(b"}")):
+                return None
+            lines.append(lineno)
     return lines

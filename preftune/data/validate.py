@@ -120,22 +120,22 @@ def _row_keys(dataset: PreferenceDataset) -> pa.Table:
 
 
 def _duplicates(dataset: PreferenceDataset) -> tuple[list[Problem], int]:
+    """Count pairs that repeat an earlier pair, and locate the first few repeats."""
     keys = _row_keys(dataset)
     keys = keys.append_column("row", pa.array(range(keys.num_rows), type=pa.int64()))
     groups = keys.group_by(list(TEXT_FIELDS), use_threads=False).aggregate(
-        [("row", "min"), ("row", "max"), ("row", "count")])
+        [("row", "count"), ("row", "list")])
     repeated = groups.filter(pc.greater(groups["row_count"], 1))
     total = pc.sum(pc.subtract(repeated["row_count"], 1)).as_py() or 0
-    repeated = repeated.sort_by("row_max").slice(0, _EXAMPLES)
+    repeats = sorted((row, rows[0]) for rows in map(sorted, repeated["row_list"].to_pylist())
+                     for row in rows[1:])
     table = dataset.table
-    examples = []
-    for first, last in zip(repeated["row_min"].to_pylist(), repeated["row_max"].to_pylist(),
-                           strict=True):
-        record = table["record"][last].as_py()
-        examples.append(Problem(
-            f"duplicate pair: same prompt, chosen and rejected as record "
-            f"{table['record'][first].as_py()}", file=dataset.source, record=record,
-            line=table["line"][last].as_py()))
+    examples = [
+        Problem(f"duplicate pair: same prompt, chosen and rejected as record "
+                f"{table['record'][first].as_py()}", file=dataset.source,
+                record=table["record"][row].as_py(), line=table["line"][row].as_py())
+        for row, first in repeats[:_EXAMPLES]
+    ]
     return examples, int(total)
 
 

@@ -63,24 +63,41 @@ def write_raw(tmp_path: Path) -> Callable[[str, str | bytes], Path]:
 # --------------------------------------------------------------------------------- helpers
 
 
-def record_start_lines(path: Path) -> list[int]:
-    """1-based lines where the records of a ``json.dump(..., indent=2)`` array start."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [i for i, line in enumerate(lines, start=1) if line == "  {"]
-
-
-def rows(result: ReadResult) -> list[dict[str, Any]]:
+def _rows(result: ReadResult) -> list[dict[str, Any]]:
     assert result.dataset is not None, [str(p) for p in result.problems]
     return result.dataset.table.to_pylist()
 
 
-def core_rows(result: ReadResult, without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    keep = [c for c in CORE if c not in without]
-    return [{k: row[k] for k in keep} for row in rows(result)]
+@pytest.fixture
+def record_start_lines() -> Callable[[Path], list[int]]:
+    """1-based lines where the records of a ``json.dump(..., indent=2)`` array start."""
+
+    def starts(path: Path) -> list[int]:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        return [i for i, line in enumerate(lines, start=1) if line == "  {"]
+
+    return starts
 
 
-def problem_keys(result: ReadResult) -> list[tuple[Any, ...]]:
-    return [(p.record, p.line, p.field, p.message) for p in result.problems]
+@pytest.fixture
+def core_rows() -> Callable[..., list[dict[str, Any]]]:
+    """The canonical columns of a valid result's rows, optionally without some of them."""
+
+    def select(result: ReadResult, without: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        keep = [c for c in CORE if c not in without]
+        return [{k: row[k] for k in keep} for row in _rows(result)]
+
+    return select
+
+
+@pytest.fixture
+def problem_keys() -> Callable[[ReadResult], list[tuple[Any, ...]]]:
+    """(record, line, field, message) of each problem kept in a result."""
+
+    def keys(result: ReadResult) -> list[tuple[Any, ...]]:
+        return [(p.record, p.line, p.field, p.message) for p in result.problems]
+
+    return keys
 
 
 @pytest.fixture
@@ -92,7 +109,7 @@ def read_ok() -> Callable[..., list[dict[str, Any]]]:
         result = read_preferences(source, **kwargs)
         assert result.problems == [] and result.problem_count == 0, \
             [str(p) for p in result.problems]
-        return rows(result)
+        return _rows(result)
 
     return read
 
@@ -155,3 +172,40 @@ def conversational_records() -> list[dict[str, Any]]:
          "chosen": [{"role": "assistant", "content": "مرحبا"}],
          "rejected": [{"role": "assistant", "content": "Bonjour"}]},
     ]
+
+
+@pytest.fixture
+def fast_path_results(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """What each call of the vectorised flat reader returned (None: it fell back)."""
+    from preftune.data import formats
+
+    results: list[Any] = []
+    real = formats._fast_flat
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        result = real(*args, **kwargs)
+        results.append(result)
+        return result
+
+    monkeypatch.setattr(formats, "_fast_flat", spy)
+    return results
+
+
+@pytest.fixture
+def record_path() -> Callable[..., ReadResult]:
+    """Read a flat source record by record, the path the vectorised reader must agree with."""
+    from preftune.data.formats import FieldNames, _parse_all
+    from preftune.data.sources import iter_records, iter_table_records, read_table, resolve_source
+
+    def read(source: Any, fields: FieldNames | None = None,
+             max_problems: int = 20) -> ReadResult:
+        src = resolve_source(source)
+        problems: list[Any] = []
+        if src.kind in ("json", "jsonl"):
+            records = iter_records(src, problems)
+        else:
+            records = iter_table_records(read_table(src))
+        return _parse_all(src, records, problems, "flat", False, fields or FieldNames(),
+                          max_problems)
+
+    return read

@@ -1,0 +1,114 @@
+"""Tests for the deterministic sample preference data behind ``preftune sample``."""
+
+import dataclasses
+import re
+from collections import Counter
+from itertools import islice
+
+import pytest
+
+from preftune.data.sample import CATEGORIES, SampleRecord, generate_samples, iter_samples
+
+
+@pytest.fixture(scope="module")
+def records() -> list[SampleRecord]:
+    return generate_samples(2000, seed=0)
+
+
+def test_same_seed_gives_identical_records() -> None:
+    assert generate_samples(300, seed=7) == generate_samples(300, seed=7)
+
+
+def test_different_seeds_give_different_records() -> None:
+    a, b = generate_samples(100, seed=1), generate_samples(100, seed=2)
+    assert a != b
+    assert sum(x.prompt != y.prompt for x, y in zip(a, b, strict=True)) > 50
+
+
+def test_first_records_do_not_depend_on_how_many_are_requested() -> None:
+    short = generate_samples(37, seed=5)
+    long = generate_samples(500, seed=5)
+    assert long[:37] == short
+    assert list(islice(iter_samples(10_000, seed=5), 37)) == short
+
+
+def test_iter_samples_is_lazy_and_matches_generate_samples() -> None:
+    it = iter_samples(1_000_000_000, seed=3)
+    assert isinstance(next(it), SampleRecord)
+    assert list(iter_samples(25, seed=3)) == generate_samples(25, seed=3)
+
+
+@pytest.mark.parametrize("bad", [0, -5])
+def test_fewer_than_one_sample_is_rejected_immediately(bad: int) -> None:
+    with pytest.raises(ValueError, match=rf"^num_samples must be at least 1, got {bad}$"):
+        iter_samples(bad)
+    with pytest.raises(ValueError, match=rf"got {bad}$"):
+        generate_samples(bad, seed=1)
+
+
+def test_categories_are_distinct_and_at_least_eight() -> None:
+    assert len(CATEGORIES) >= 8
+    assert len(set(CATEGORIES)) == len(CATEGORIES)
+
+
+def test_every_record_is_well_formed(records: list[SampleRecord]) -> None:
+    assert len(records) == 2000
+    for r in records:
+        assert isinstance(r, SampleRecord)
+        assert isinstance(r.prompt, str) and r.prompt.strip()
+        assert isinstance(r.responses, tuple) and 2 <= len(r.responses) <= 4
+        assert all(isinstance(x, str) and x.strip() for x in r.responses)
+        assert len(set(r.responses)) == len(r.responses), r
+        assert r.category in CATEGORIES
+        assert r.system is None or (isinstance(r.system, str) and r.system.strip())
+
+
+def test_no_template_slot_is_left_unfilled(records: list[SampleRecord]) -> None:
+    slot = re.compile(r"\{[A-Za-z_]+\}")
+    for r in records:
+        assert not slot.search(r.prompt), r.prompt
+        for response in r.responses:
+            assert not slot.search(response), response
+
+
+def test_records_are_immutable(records: list[SampleRecord]) -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        records[0].prompt = "changed"  # type: ignore[misc]
+
+
+def test_large_samples_are_varied(records: list[SampleRecord]) -> None:
+    assert len({r.prompt for r in records}) >= 1000
+    categories = Counter(r.category for r in records)
+    assert set(categories) == set(CATEGORIES)
+    assert min(categories.values()) > 2000 / len(CATEGORIES) / 2
+    with_system = sum(r.system is not None for r in records)
+    assert 0.05 * len(records) < with_system < 0.3 * len(records)
+    assert {len(r.responses) for r in records} == {2, 3, 4}
+
+
+def test_records_have_a_realistic_size(records: list[SampleRecord]) -> None:
+    sizes = [len(r.prompt) + sum(len(x) for x in r.responses) for r in records]
+    assert 300 <= sum(sizes) / len(sizes) <= 700
+
+
+def test_best_response_is_systematically_better_than_worst(records: list[SampleRecord]) -> None:
+    sample = records[:1000]
+    best = sum(len(r.responses[0]) for r in sample) / len(sample)
+    worst = sum(len(r.responses[-1]) for r in sample) / len(sample)
+    assert best > 2 * worst
+    assert all(len(r.responses[0]) > max(len(x) for x in r.responses[1:]) for r in sample)
+
+
+def test_ranking_is_consistent_across_records(records: list[SampleRecord]) -> None:
+    # Contradictory rankings would make the preference signal unlearnable.
+    best = {r.responses[0] for r in records}
+    worse = {x for r in records for x in r.responses[1:]}
+    assert not best & worse
+    above = {
+        (r.responses[i], r.responses[j])
+        for r in records
+        for i in range(len(r.responses))
+        for j in range(i + 1, len(r.responses))
+    }
+    contradictions = [(a, b) for a, b in above if (b, a) in above]
+    assert not contradictions, contradictions[:3]
