@@ -187,12 +187,11 @@ def token_stats(dataset: PreferenceDataset, tokenizer: Any) -> dict[str, LengthS
         for name in TEXT_FIELDS:
             values = batch.column(name).to_pylist()
             if name == "prompt" and use_template:
-                lengths[name].extend(
-                    len(tokenizer.apply_chat_template(v, tokenize=True,
-                                                      add_generation_prompt=True))
-                    for v in values)
-                continue
-            if dataset.conversational:
+                # Render, then tokenize: with tokenize=True transformers 5 returns a dict.
+                values = [tokenizer.apply_chat_template(v, tokenize=False,
+                                                        add_generation_prompt=True)
+                          for v in values]
+            elif dataset.conversational:
                 values = ["".join(m["content"] for m in v) for v in values]
             ids = tokenizer(values, add_special_tokens=False)["input_ids"]
             lengths[name].extend(len(x) for x in ids)

@@ -554,3 +554,25 @@ def test_cli_validate_json_output(write_jsonl, tmp_path):
     assert report["problem_count"] == 1
     assert report["problems"][0]["text"] == "bad.jsonl:2: record 1: field 'chosen': empty text"
     assert "Traceback" not in run.stderr
+
+
+def test_token_statistics_of_chat_prompts_use_the_chat_template(write_jsonl, tmp_path):
+    """A real HF tokenizer: the prompt is counted as the template renders it."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = "one two three four user assistant system".split()
+    vocab = {"[UNK]": 0, **{w: i + 1 for i, w in enumerate(words)}}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} "
+                         "{% endfor %}{% if add_generation_prompt %}assistant{% endif %}")
+    records = [{"prompt": [{"role": "system", "content": "one"},
+                           {"role": "user", "content": "two three"}],
+                "chosen": [{"role": "assistant", "content": "four four"}],
+                "rejected": [{"role": "assistant", "content": "one"}]}]
+    report, _ = validate(write_jsonl("chat.jsonl", records), tokenizer=tok)
+    # "system one user two three assistant" is 6 tokens; responses count their contents.
+    assert (report.tokens["prompt"].max, report.tokens["chosen"].max,
+            report.tokens["rejected"].max) == (6, 2, 1)
