@@ -10,7 +10,8 @@ The public API::
 """
 
 from preftune.config import PRESETS, TrainConfig
-from preftune.data.formats import FORMATS, FieldNames, read_preferences
+from preftune.data.formats import FORMATS, FieldNames
+from preftune.data.reader import read_preferences
 from preftune.data.records import Message, PreferenceDataset, PreferencePair, Problem
 from preftune.data.validate import ValidationReport, load_preferences, validate
 from preftune.errors import ExitCode, PreftuneError

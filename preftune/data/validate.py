@@ -16,7 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from preftune.data.formats import FieldNames, read_preferences
+from preftune.data.formats import FieldNames
+from preftune.data.reader import read_preferences
 from preftune.data.records import PreferenceDataset, Problem
 from preftune.errors import DataError
 

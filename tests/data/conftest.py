@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from preftune.data.formats import ReadResult
+from preftune.data.reader import ReadResult
 
 CORE = ("record", "line", "prompt", "chosen", "rejected", "system", "sft_target")
 
@@ -103,7 +103,7 @@ def problem_keys() -> Callable[[ReadResult], list[tuple[Any, ...]]]:
 @pytest.fixture
 def read_ok() -> Callable[..., list[dict[str, Any]]]:
     """Read a source that must be valid; return its rows."""
-    from preftune.data.formats import read_preferences
+    from preftune.data.reader import read_preferences
 
     def read(source: Any, **kwargs: Any) -> list[dict[str, Any]]:
         result = read_preferences(source, **kwargs)
@@ -177,24 +177,25 @@ def conversational_records() -> list[dict[str, Any]]:
 @pytest.fixture
 def fast_path_results(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """What each call of the vectorised flat reader returned (None: it fell back)."""
-    from preftune.data import formats
+    from preftune.data import reader
 
     results: list[Any] = []
-    real = formats._fast_flat
+    real = reader._fast_flat
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         results.append(result)
         return result
 
-    monkeypatch.setattr(formats, "_fast_flat", spy)
+    monkeypatch.setattr(reader, "_fast_flat", spy)
     return results
 
 
 @pytest.fixture
 def record_path() -> Callable[..., ReadResult]:
     """Read a flat source record by record, the path the vectorised reader must agree with."""
-    from preftune.data.formats import FieldNames, _parse_all
+    from preftune.data.formats import FieldNames
+    from preftune.data.reader import _parse_all
     from preftune.data.sources import iter_records, iter_table_records, read_table, resolve_source
 
     def read(source: Any, fields: FieldNames | None = None,

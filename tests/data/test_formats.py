@@ -4,7 +4,8 @@ import datasets
 import pandas as pd
 import pytest
 
-from preftune.data.formats import FORMATS, FieldNames, read_preferences
+from preftune.data.formats import FORMATS, FieldNames
+from preftune.data.reader import read_preferences
 from preftune.errors import UsageError
 
 

@@ -3,7 +3,7 @@ import json
 import datasets
 import pytest
 
-from preftune.data.formats import read_preferences
+from preftune.data.reader import read_preferences
 from preftune.data.sources import jsonl_line_numbers, resolve_source
 from preftune.errors import MissingError, UsageError
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from preftune.data.formats import read_preferences
+from preftune.data.reader import read_preferences
 from preftune.data.transforms import balance, normalize, parse_targets, split
 from preftune.errors import UsageError
 

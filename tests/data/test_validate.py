@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from preftune.data.formats import FORMATS, read_preferences
+from preftune.data.formats import FORMATS
+from preftune.data.reader import read_preferences
 from preftune.data.validate import LengthStats, load_preferences, validate
 from preftune.errors import DataError
 

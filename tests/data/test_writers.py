@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from preftune.data.formats import read_preferences
+from preftune.data.reader import read_preferences
 from preftune.data.writers import WRITABLE_FORMATS, write_dataset
 from preftune.errors import DataError, UsageError
 
