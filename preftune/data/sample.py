@@ -3529,6 +3529,9 @@ _TWO_RESPONSES = 0.4
 _THREE_RESPONSES = 0.75
 
 
+_DRAWS = 4
+
+
 def iter_samples(num_samples: int, seed: int = 0) -> Iterator[SampleRecord]:
     """Yield ``num_samples`` sample records, deterministic for ``(num_samples, seed)``.
 
@@ -3547,22 +3550,34 @@ def generate_samples(num_samples: int, seed: int = 0) -> list[SampleRecord]:
 
 def _generate(num_samples: int, seed: int) -> Iterator[SampleRecord]:
     rand = random.Random(seed).random
-    num_categories = len(CATEGORIES)
+    seen: set[str] = set()
     for _ in range(num_samples):
-        c = int(rand() * num_categories)
-        sources = _SOURCES[c]
-        prompt, good, short, vague, wrong = sources[int(rand() * len(sources))](rand)
-        bad = (short, vague, _pick(rand, _OFF_TOPIC[c]), wrong, _pick(rand, _DISMISSIVE))
-        u = rand()
-        if u < _TWO_RESPONSES:
-            (i,) = _pick(rand, _COMBOS_BY_BAD_COUNT[0])
-            responses: tuple[str, ...] = (good, bad[i])
-        elif u < _THREE_RESPONSES:
-            i, j = _pick(rand, _COMBOS_BY_BAD_COUNT[1])
-            responses = (good, bad[i], bad[j])
-        else:
-            i, j, k = _pick(rand, _COMBOS_BY_BAD_COUNT[2])
-            responses = (good, bad[i], bad[j], bad[k])
-        prompt = _pick(rand, _PREFIXES) + prompt + _pick(rand, _SUFFIXES)
-        system = _pick(rand, _SYSTEM[c]) if rand() < _SYSTEM_RATE else None
-        yield SampleRecord(prompt, responses, CATEGORIES[c], system)
+        # Redraw a prompt already given, a few times: small samples stay free of repeats,
+        # and large ones, which exhaust the distinct prompts, still come out quickly.
+        for _attempt in range(_DRAWS):
+            record = _draw(rand)
+            if record.prompt not in seen:
+                break
+        seen.add(record.prompt)
+        yield record
+
+
+def _draw(rand: _Rand) -> SampleRecord:
+    num_categories = len(CATEGORIES)
+    c = int(rand() * num_categories)
+    sources = _SOURCES[c]
+    prompt, good, short, vague, wrong = sources[int(rand() * len(sources))](rand)
+    bad = (short, vague, _pick(rand, _OFF_TOPIC[c]), wrong, _pick(rand, _DISMISSIVE))
+    u = rand()
+    if u < _TWO_RESPONSES:
+        (i,) = _pick(rand, _COMBOS_BY_BAD_COUNT[0])
+        responses: tuple[str, ...] = (good, bad[i])
+    elif u < _THREE_RESPONSES:
+        i, j = _pick(rand, _COMBOS_BY_BAD_COUNT[1])
+        responses = (good, bad[i], bad[j])
+    else:
+        i, j, k = _pick(rand, _COMBOS_BY_BAD_COUNT[2])
+        responses = (good, bad[i], bad[j], bad[k])
+    prompt = _pick(rand, _PREFIXES) + prompt + _pick(rand, _SUFFIXES)
+    system = _pick(rand, _SYSTEM[c]) if rand() < _SYSTEM_RATE else None
+    return SampleRecord(prompt, responses, CATEGORIES[c], system)

@@ -112,3 +112,8 @@ def test_ranking_is_consistent_across_records(records: list[SampleRecord]) -> No
     }
     contradictions = [(a, b) for a, b in above if (b, a) in above]
     assert not contradictions, contradictions[:3]
+
+
+def test_small_samples_do_not_repeat_a_prompt() -> None:
+    records = generate_samples(500, seed=11)
+    assert len({r.prompt for r in records}) == 500
