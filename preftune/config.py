@@ -68,7 +68,6 @@ ALIASES: dict[str, str] = {
     "per_device_train_batch_size": "batch_size",
     "gradient_accumulation_steps": "grad_accum",
     "log_path": "output_dir",
-    "exp_name": "exp_name",
     "dataset_chosen_field": "chosen_field",
     "dataset_rejected_field": "rejected_field",
     "dataset_prompt_field": "prompt_field",

@@ -56,10 +56,6 @@ class ReadResult:
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0  # may exceed len(problems): only the first max_problems are kept
 
-    @property
-    def ok(self) -> bool:
-        return self.problem_count == 0
-
 
 
 # ------------------------------------------------------------------------------ the builder
@@ -158,8 +154,7 @@ def read_preferences(source: str | os.PathLike[str], format: str | None = None,
     if src.kind in ("json", "jsonl"):
         problems: list[Problem] = []
         records = iter_records(src, problems)
-        return _read_records(src, records, problems, format, names, max_problems,
-                             fast=src.kind == "jsonl")
+        return _read_records(src, records, problems, format, names, max_problems)
     table = _read_table(src)
     return _read_records(src, iter_table_records(table), [], format, names, max_problems,
                          table=table)
@@ -175,7 +170,7 @@ def _read_table(src: Source) -> pa.Table:
 
 def _read_records(src: Source, records: Iterator[RawRecord], problems: list[Problem],
                   format: str | None, names: FieldNames, max_problems: int,
-                  fast: bool = False, table: pa.Table | None = None) -> ReadResult:
+                  table: pa.Table | None = None) -> ReadResult:
     head: list[RawRecord] = []
     first: RawRecord | None = None
     for raw in records:
@@ -194,8 +189,7 @@ def _read_records(src: Source, records: Iterator[RawRecord], problems: list[Prob
             problems.append(no_format_problem(src.name, first, reasons))
             return _result(src, None, len(head), None, problems, max_problems)
     conversational = is_conversational(fmt, first.value, names)
-    if fmt == "flat" and not problems and (fast or table is not None):
-        assert src.path is not None or table is not None
+    if fmt == "flat" and not problems and src.kind != "json":  # JSONL or columnar
         result = _fast_flat(src, names, max_problems, table)
         if result is not None:
             return result
@@ -286,9 +280,7 @@ def _fast_flat(src: Source, names: FieldNames, max_problems: int,
             return None
         lines = pa.array(numbers, type=pa.int64())
     try:  # Arrow's JSON reader does not check UTF-8; the record path reports where it breaks
-        for name in (*text_columns, "system", "sft_target"):
-            if name in table.column_names:
-                table[name].validate(full=True)
+        table.validate(full=True)
     except pa.ArrowInvalid:
         return None
     problems, total = _empty_text_problems(src, table, text_columns, lines, max_problems)

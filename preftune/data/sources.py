@@ -160,13 +160,12 @@ def _iter_jsonl(path: Path, name: str, problems: list[Problem]) -> Iterator[RawR
                     file=name, record=index, line=lineno, column=e.colno,
                     expected="a JSON object", found=_snippet(text),
                 ))
-                value = _INVALID
+                value = INVALID
             yield RawRecord(index, lineno, value)
             index += 1
 
 
-_INVALID = object()  # stands for a record whose syntax already produced a problem
-INVALID = _INVALID
+INVALID = object()  # stands for a record whose syntax already produced a problem
 
 
 def _iter_json_array(path: Path, name: str, problems: list[Problem]) -> Iterator[RawRecord]:

@@ -117,3 +117,13 @@ def test_empty_array_is_not_an_empty_file(tmp_path):
     path.write_text("[ ]\n")
     assert [p.message for p in read_preferences(path).problems] == [
         "no records: the array is empty"]
+
+
+def test_bad_byte_in_a_metadata_column_of_flat_jsonl(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(b'{"prompt": "a", "chosen": "b", "rejected": "c", "tag": "ok"}\n'
+                     b'{"prompt": "a", "chosen": "b", "rejected": "c", "tag": "caf\xe9"}\n')
+    result = read_preferences(path)
+    assert result.dataset is None
+    assert [(p.record, p.line) for p in result.problems] == [(1, 2)]
+    assert "invalid UTF-8: byte 0xe9" in result.problems[0].message
