@@ -83,9 +83,13 @@ ALIASES: dict[str, str] = {
 
 
 class TrainConfig(BaseModel):
-    """Every option of a training run. Unknown names and out-of-range values are errors."""
+    """Every option of a training run. Unknown names and out-of-range values are errors.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    A config is immutable: presets and algorithm defaults are resolved when it is built, so
+    derive a changed one with ``TrainConfig.build({**cfg.model_dump(), "beta": 0.2})``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # What to train on
     model: str = Field("tiny", description="Model: a local directory, a hub id, an alias or "

@@ -1,5 +1,6 @@
 import pytest
 import yaml
+from pydantic import ValidationError
 
 from preftune.config import PRESETS, TrainConfig, parse_overrides
 from preftune.errors import ConfigError, ExitCode
@@ -133,3 +134,11 @@ def test_yaml_errors_name_the_place(tmp_path):
         TrainConfig.from_yaml(listed)
     with pytest.raises(ConfigError, match="cannot read config file"):
         TrainConfig.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_configs_are_immutable_and_rebuilt_to_change():
+    cfg = TrainConfig(preset="quick")
+    with pytest.raises(ValidationError):
+        cfg.beta = 0.5  # type: ignore[misc]
+    changed = TrainConfig.build({**cfg.model_dump(), "beta": 0.5})
+    assert (changed.beta, changed.learning_rate, changed.epochs) == (0.5, 1e-4, 1)
