@@ -7,7 +7,10 @@ The public API::
     data = load_preferences("pairs.json")          # PreferenceDataset, or DataError
     report, data = validate("pairs.jsonl")         # every problem, counts, lengths
     cfg = TrainConfig(model_name="tiny", dpo_beta=0.2, preset="quick")
+    result = Trainer(cfg).train(data)              # RunResult: run_dir, metrics
 """
+
+from typing import Any
 
 from preftune.config import PRESETS, TrainConfig
 from preftune.data.formats import FORMATS, FieldNames
@@ -18,17 +21,32 @@ from preftune.errors import ExitCode, PreftuneError
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> Any:
+    """``Trainer`` and ``LOSSES`` import torch: load them on first use, not on import."""
+    if name == "Trainer":
+        from preftune.trainer import Trainer
+
+        return Trainer
+    if name == "LOSSES":
+        from preftune.losses import LOSSES
+
+        return LOSSES
+    raise AttributeError(f"module 'preftune' has no attribute {name!r}")
+
 __all__ = [
     "FORMATS",
     "PRESETS",
     "ExitCode",
     "FieldNames",
+    "LOSSES",
     "Message",
     "PreferenceDataset",
     "PreferencePair",
     "PreftuneError",
     "Problem",
     "TrainConfig",
+    "Trainer",
     "ValidationReport",
     "load_preferences",
     "read_preferences",

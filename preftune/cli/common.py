@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import traceback
+import warnings
 
 from rich.console import Console
 from rich.markup import escape
@@ -18,6 +20,15 @@ class State:
 
 
 state = State()
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' progress bars and deprecation chatter (kept with -v)."""
+    for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(name, "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def print_error(error: BaseException) -> None:

@@ -14,7 +14,8 @@ import typer
 from preftune.cli import config as config_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
-from preftune.cli.common import print_error, state
+from preftune.cli import train as train_cmds
+from preftune.cli.common import print_error, quiet_libraries, state
 from preftune.errors import ExitCode, PreftuneError
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ def _root(
         state.verbose = True
 
 
+train_cmds.register(app)
 dataset_cmds.register(app)
 config_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
@@ -51,6 +53,8 @@ def _hoist_verbose(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = _hoist_verbose(list(sys.argv[1:] if argv is None else argv))
+    if "--verbose" not in args:
+        quiet_libraries()
     try:
         code = app(args=args, prog_name="preftune", standalone_mode=False)
     except PreftuneError as e:

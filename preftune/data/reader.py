@@ -160,6 +160,25 @@ def read_preferences(source: str | os.PathLike[str], format: str | None = None,
                          table=table)
 
 
+def read_in_memory(data: Any, format: str | None = None, fields: FieldNames | None = None,
+                   max_problems: int = 20, name: str = "<data>") -> ReadResult:
+    """Like ``read_preferences``, for a list of record dicts or a ``datasets.Dataset``."""
+    names = fields or FieldNames()
+    if isinstance(data, list):
+        src = Source("records", None, name)
+        records = (RawRecord(i, None, value) for i, value in enumerate(data))
+        return _read_records(src, records, [], format, names, max_problems)
+    table = getattr(getattr(data, "data", None), "table", None)
+    if not isinstance(table, pa.Table):
+        raise UsageError(f"cannot read {type(data).__name__} as preference data",
+                         ["pass a path, a list of dicts or a datasets.Dataset"])
+    if getattr(data, "_indices", None) is not None:  # a select/shuffle view of the table
+        table = data.flatten_indices().data.table
+    src = Source("table", None, name)
+    return _read_records(src, iter_table_records(table), [], format, names, max_problems,
+                         table=table)
+
+
 def _read_table(src: Source) -> pa.Table:
     try:
         return read_table(src)
@@ -189,7 +208,7 @@ def _read_records(src: Source, records: Iterator[RawRecord], problems: list[Prob
             problems.append(no_format_problem(src.name, first, reasons))
             return _result(src, None, len(head), None, problems, max_problems)
     conversational = is_conversational(fmt, first.value, names)
-    if fmt == "flat" and not problems and src.kind != "json":  # JSONL or columnar
+    if fmt == "flat" and not problems and (table is not None or src.kind == "jsonl"):
         result = _fast_flat(src, names, max_problems, table)
         if result is not None:
             return result

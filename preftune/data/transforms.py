@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +26,7 @@ _ARABIC_ALEFS = "[\u0622\u0623\u0625\u0671]"
 _TEXT_COLUMNS = ("prompt", "chosen", "rejected", "system", "sft_target")
 
 
-def normalize(dataset: PreferenceDataset, kinds: list[str] | tuple[str, ...]) -> PreferenceDataset:
+def normalize(dataset: PreferenceDataset, kinds: Sequence[str]) -> PreferenceDataset:
     """Apply text normalisations (``nfkc``, ``arabic``) to every text and message content."""
     unknown = [k for k in kinds if k not in NORMALIZERS]
     if unknown:
@@ -42,7 +42,7 @@ def normalize(dataset: PreferenceDataset, kinds: list[str] | tuple[str, ...]) ->
     return PreferenceDataset(table, dataset.format, dataset.source, dataset.num_records)
 
 
-def normalize_text(texts: pa.Array, kinds: list[str] | tuple[str, ...]) -> pa.Array:
+def normalize_text(texts: pa.Array, kinds: Sequence[str]) -> pa.Array:
     """Normalise a string array; order is NFKC first, then the Arabic rules."""
     if "nfkc" in kinds:
         texts = pc.utf8_normalize(texts, "NFKC")

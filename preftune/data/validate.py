@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from preftune.data.formats import FieldNames
-from preftune.data.reader import read_preferences
+from preftune.data.reader import read_in_memory, read_preferences
 from preftune.data.records import PreferenceDataset, Problem
 from preftune.errors import DataError
 
@@ -87,10 +87,19 @@ def validate(source: str | os.PathLike[str], format: str | None = None,
     return report, dataset
 
 
-def load_preferences(source: str | os.PathLike[str], format: str | None = None,
+def load_preferences(source: Any, format: str | None = None,
                      fields: FieldNames | None = None) -> PreferenceDataset:
-    """Read a dataset for training; raise ``DataError`` naming every problem if it is invalid."""
-    result = read_preferences(source, format, fields)
+    """Read a dataset for training; raise ``DataError`` naming every problem if it is invalid.
+
+    ``source`` is a path or ``hf:`` spec, a list of record dicts, a ``datasets.Dataset``, or
+    a ``PreferenceDataset`` (returned as it is).
+    """
+    if isinstance(source, PreferenceDataset):
+        return source
+    if isinstance(source, str | os.PathLike):
+        result = read_preferences(source, format, fields)
+    else:
+        result = read_in_memory(source, format, fields)
     if result.dataset is None:
         raise data_error(result.source, result.problems, result.problem_count)
     return result.dataset

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,27 +17,11 @@ import pyarrow as pa
 
 from preftune.data.records import Message, PreferenceDataset
 from preftune.errors import DataError, UsageError
+from preftune.fsutil import atomic_path
 
 WRITABLE_FORMATS = ("pairs", "flat", "implicit", "conversational", "openai", "sharegpt")
 CONTAINERS = (".json", ".jsonl", ".parquet", ".csv")
 _SHAREGPT_FROM = {"user": "human", "assistant": "gpt", "system": "system", "tool": "tool"}
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """A temporary path next to ``path`` that replaces it, synced, only if the block succeeds."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def container_of(path: str | os.PathLike[str]) -> str:

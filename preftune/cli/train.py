@@ -1,0 +1,129 @@
+"""``preftune train``: flags, YAML and key=value into one TrainConfig, then the loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from preftune.cli.common import out
+from preftune.config import TrainConfig, parse_overrides, read_yaml
+from preftune.engine.report import Reporter, RunResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", context_settings={"allow_interspersed_args": True})(train_cmd)
+
+
+def train_cmd(
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="More options as key=value (any TrainConfig field or alias).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Training data: a file, a save_to_disk "
+                                                "directory or hf:NAME.")] = None,
+    eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
+    model: Annotated[str | None, typer.Option(help="tiny, an alias, a local directory or "
+                                              "a hub id.")] = None,
+    algo: Annotated[str | None, typer.Option(help="dpo, ipo, cdpo, robust, hinge, simpo, "
+                                             "orpo or sft.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A preset from `preftune presets`.")]
+    = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="A YAML file of options.")] = None,
+    beta: Annotated[float | None, typer.Option(help="Preference strength.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
+    n_examples: Annotated[int | None, typer.Option(help="Train on the first N pairs.")] = None,
+    exp_name: Annotated[str | None, typer.Option(help="Name of the run.")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory "
+                                                "from its last checkpoint.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate data, tokenize, read the model's "
+                                          "config and estimate memory; do not train.")]
+    = False,
+) -> None:
+    """Train a model on preference data (DPO, IPO, cDPO, robust, hinge, SimPO, ORPO, SFT)."""
+    from preftune.engine.loop import train
+
+    if resume is not None:
+        train(None, resume=resume, reporter=ConsoleReporter())
+        return
+    values: dict[str, Any] = read_yaml(config) if config else {}
+    flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
+             "preset": preset, "beta": beta, "learning_rate": learning_rate,
+             "epochs": epochs, "batch_size": batch_size, "n_examples": n_examples,
+             "exp_name": exp_name, "output_dir": output_dir}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(parse_overrides(overrides or []))
+    cfg = TrainConfig.build(values)
+    if dry_run:
+        from preftune.engine.dryrun import dry_run as plan
+
+        print(json.dumps(plan(cfg), indent=2))
+        return
+    train(cfg, reporter=ConsoleReporter())
+
+
+class ConsoleReporter(Reporter):
+    """Progress bar with loss, accuracy and tokens/s; a summary at the end."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.task: Any = None
+
+    def data(self, data: Any) -> None:
+        from preftune.engine.data import describe_stats
+
+        out.print(f"data: {escape(data.source)}: {describe_stats(data.train.stats)}")
+        if data.eval is not None:
+            out.print(f"eval: {describe_stats(data.eval.stats)}")
+
+    def reference(self, pairs: int, cached: bool, seconds: float) -> None:
+        what = "cache hit" if cached else "computing once"
+        out.print(f"reference log-probs for {pairs} pairs: {what}")
+
+    def start(self, total_steps: int, done_steps: int) -> None:
+        self.progress = Progress(
+            TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            console=out, disable=not out.is_terminal, transient=True)
+        self.task = self.progress.add_task("train", total=total_steps, completed=done_steps,
+                                           status="")
+        self.progress.start()
+        if done_steps:
+            out.print(f"resuming at step {done_steps} of {total_steps}")
+
+    def step(self, row: dict[str, float]) -> None:
+        status = (f"loss {row['loss']:.4f}  acc {row['accuracy']:.2f}  "
+                  f"{row['tokens_per_second']:,.0f} tok/s")
+        if self.progress is not None and out.is_terminal:
+            self.progress.update(self.task, completed=row["step"], status=status)
+        else:
+            out.print(f"step {int(row['step'])}: {status}")
+
+    def evaluation(self, row: dict[str, float]) -> None:
+        out.print(f"eval at step {int(row['step'])}: loss {row['eval/loss']:.4f}, "
+                  f"accuracy {row['eval/accuracy']:.2f}, margin {row['eval/margin']:.3f}")
+
+    def finish(self, result: RunResult) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        first, last = result.first_metrics, result.metrics
+        table = Table(title=f"done: {result.steps} steps in {result.seconds:.0f} s",
+                      title_justify="left", box=None, pad_edge=False)
+        for name in ("", "first", "last"):
+            table.add_column(name, justify="right" if name else "left")
+        for key in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward"):
+            if key in first and key in last:
+                table.add_row(key, f"{first[key]:.4f}", f"{last[key]:.4f}")
+        for key in ("eval/loss", "eval/accuracy", "eval/margin"):
+            if key in last:
+                table.add_row(key, "", f"{last[key]:.4f}")
+        out.print(table)
+        out.print(f"run directory: {escape(str(result.run_dir))}")
+        out.print(f"final model: {escape(str(result.run_dir / 'final'))}")

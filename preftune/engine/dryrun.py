@@ -1,0 +1,91 @@
+"""``--dry-run``: everything short of training. Validate and tokenize the data, read the model's
+configuration without loading its weights, count parameters and estimate memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from preftune.config import TrainConfig
+from preftune.engine.data import prepare_data
+from preftune.engine.loop import StepPlan
+from preftune.errors import MissingError
+from preftune.models.load import load_tokenizer, resolve_model, torch_dtype
+
+
+def dry_run(cfg: TrainConfig, train_data: Any = None, eval_data: Any = None) -> dict[str, Any]:
+    """The plan of a run as a dict: data, model, steps and a memory estimate."""
+    tokenizer = load_tokenizer(cfg.model)
+    data = prepare_data(cfg, tokenizer, train_data, eval_data)
+    model = _model_shape(cfg)
+    plan = StepPlan(data.train.stats.pairs, cfg.batch_size, cfg.grad_accum, cfg.epochs,
+                    cfg.max_steps)
+    lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(
+        *(data.train.rows.data.table.column(n).to_pylist()
+          for n in ("prompt_ids", "chosen_ids", "rejected_ids")), strict=True)]
+    longest = max(lengths, default=0)
+    return {
+        "data": {"source": data.source, "train": data.train.stats.__dict__,
+                 "eval": data.eval.stats.__dict__ if data.eval is not None else None,
+                 "longest_sequence_tokens": longest},
+        "model": model,
+        "steps": {"per_epoch": plan.steps_per_epoch, "total": plan.total_steps,
+                  "pairs_per_step": cfg.batch_size * cfg.grad_accum},
+        "memory_estimate_mb": _memory_mb(cfg, model, longest),
+    }
+
+
+def _model_shape(cfg: TrainConfig) -> dict[str, Any]:
+    """Parameter counts from the config alone: the model is built on the meta device."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = resolve_model(cfg.model)
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise MissingError(f"cannot read the configuration of {cfg.model!r}: {e}",
+                           ["check the model name, path or network access"]) from e
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = total
+    if cfg.lora:
+        from preftune.models.load import add_lora
+
+        model = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+                         cfg.lora_target_modules)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {
+        "source": source,
+        "architecture": config.architectures[0] if config.architectures else config.model_type,
+        "parameters": total, "trainable_parameters": trainable,
+        "hidden_size": getattr(config, "hidden_size", None),
+        "layers": getattr(config, "num_hidden_layers", None),
+        "vocab_size": getattr(config, "vocab_size", None),
+        "dtype": str(torch_dtype(cfg.dtype)).removeprefix("torch."),
+    }
+
+
+def _memory_mb(cfg: TrainConfig, model: dict[str, Any], longest: int) -> dict[str, float]:
+    """A rough peak: weights + gradients and AdamW moments of trainable weights + activations.
+
+    Activations: for each of the 2·batch_size sequences, about 16 values per hidden unit and
+    token per layer (fewer with gradient checkpointing), plus the float32 logits.
+    """
+    weight_bytes = 0.5 if cfg.load_in_4bit else torch_dtype(cfg.dtype).itemsize
+    weights = model["parameters"] * weight_bytes
+    optimizer = model["trainable_parameters"] * (4 + 8)  # fp32 gradient + two Adam moments
+    sequences = 2 * cfg.batch_size
+    per_layer = 2 if cfg.gradient_checkpointing else 16
+    hidden, layers = model["hidden_size"] or 0, model["layers"] or 0
+    activations = sequences * longest * hidden * layers * per_layer * 2
+    logits = sequences * longest * (model["vocab_size"] or 0) * 4
+    reference = 0 if cfg.lora or cfg.algo in ("simpo", "orpo", "sft") else weights
+    mb = {"weights": weights, "reference_copy": reference, "gradients_and_optimizer": optimizer,
+          "activations": activations + logits}
+    out = {k: math.ceil(v / 2**20) for k, v in mb.items()}
+    out["total"] = sum(out.values())
+    return out

@@ -1,0 +1,311 @@
+"""``train(cfg)``: the training loop, top to bottom.
+
+setup (run directory, seed, device) → data (validated, tokenized) → models (policy,
+reference) → reference log-probs (once, cached) → optimizer and schedule → resume →
+steps (forward, loss, backward, clip, step; log, evaluate, checkpoint) → final model.
+
+A step is ``grad_accum`` micro-batches of ``batch_size`` pairs; its loss is the mean over all
+its pairs. Data order is a permutation seeded by (seed, epoch), so a resumed run skips the
+steps already taken and sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from preftune import settings
+from preftune.config import TrainConfig
+from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
+from preftune.engine.data import prepare_data
+from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
+from preftune.engine.logprobs import TokenRows
+from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
+from preftune.engine.report import Reporter, RunResult
+from preftune.engine.run import open_run, run_record
+from preftune.errors import OutOfMemoryError, TrainingError
+from preftune.fsutil import atomic_dir
+from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
+from preftune.models.load import add_lora, load_model, load_tokenizer, resolve_model
+from preftune.runs.rundir import RunDir
+
+NAN_ADVICE = [
+    "lower the learning rate (halve it)",
+    "lower beta, e.g. to 0.05",
+    "raise warmup_steps, e.g. from 5 to 20",
+]
+OOM_ADVICE = [
+    "lower batch_size (and raise grad_accum to keep the effective batch)",
+    "lower max_length, use LoRA or gradient_checkpointing, or a smaller model",
+]
+
+
+def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None,
+          resume: str | Path | None = None, reporter: Reporter | None = None) -> RunResult:
+    """Train as ``cfg`` says; with ``resume`` (and no cfg), continue that run from its last
+    checkpoint with the config it was started with."""
+    started = time.perf_counter()
+    report = reporter or Reporter()
+    run, cfg, checkpoint = open_run(cfg, resume)
+    torch.manual_seed(cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    tokenizer = load_tokenizer(cfg.model)
+    data = prepare_data(cfg, tokenizer, train_data, eval_data)
+    if resume is None:
+        run.write_config(run_record(cfg, data))
+    report.data(data)
+    train_rows = TokenRows.from_dataset(data.train.rows)
+    eval_rows = TokenRows.from_dataset(data.eval.rows) if data.eval is not None else None
+
+    policy, ref_model = build_models(cfg, run, checkpoint, device)
+    scorer = Scorer(policy, ref_model, LOSSES[cfg.algo],
+                    LossParams(beta=cfg.beta, label_smoothing=cfg.label_smoothing,
+                               gamma_beta_ratio=cfg.gamma_beta_ratio,
+                               sft_weight=cfg.sft_weight),
+                    needs_ref=cfg.algo not in REFERENCE_FREE, pad_id=tokenizer.pad_token_id,
+                    device=device)
+    train_ref = eval_ref = None
+    if scorer.needs_ref and cfg.precompute_ref_logprobs:
+        train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
+        if data.eval is not None and eval_rows is not None:
+            eval_ref = cached_reference(cfg, scorer, data.eval.rows, eval_rows, report)
+        scorer.ref_model = None  # never needed again: free the frozen copy
+
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
+                                  weight_decay=cfg.weight_decay)
+    plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps)
+    scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
+
+    position = Position(epoch=0, epoch_step=0, step=0)
+    if checkpoint is not None:
+        state, position = load_state(run, checkpoint)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+    run.truncate_metrics(position.step)  # rows a crashed run logged after its checkpoint
+
+    window = MetricWindow()
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    policy.train()
+    report.start(plan.total_steps, position.step)
+    try:
+        for epoch, epoch_step, micro_batches in plan.steps(cfg.seed, position):
+            step_started = time.perf_counter()
+            sums = train_step(scorer, train_rows, micro_batches, train_ref)
+            lr = float(scheduler.get_last_lr()[0])
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
+            if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
+                raise TrainingError(
+                    f"the loss became {sums['loss'] / sums['pairs']:g} at step "
+                    f"{position.step + 1}; training "
+                    "stopped before the update, and the last good checkpoint is kept",
+                    NAN_ADVICE)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            position = Position(epoch, epoch_step + 1, position.step + 1)
+            window.add(sums, grad_norm, lr, time.perf_counter() - step_started)
+
+            progress = epoch + (epoch_step + 1) / plan.steps_per_epoch
+            end_of_epoch = epoch_step + 1 == plan.steps_per_epoch
+            done = position.step == plan.total_steps
+            if position.step % cfg.logging_steps == 0 or done:
+                last = window.row(position.step, progress, device)
+                first = first or last
+                run.log(last)
+                report.step(last)
+                window = MetricWindow()
+            if eval_rows is not None and (
+                    done or (cfg.eval_steps and position.step % cfg.eval_steps == 0)):
+                scores = evaluate_rows(scorer, eval_rows, eval_ref, cfg.batch_size)
+                row = {"step": position.step, "epoch": round(progress, 4),
+                       **{f"eval/{k}": v for k, v in scores.items()}}
+                run.log(row)
+                report.evaluation(row)
+                last = {**last, **row}
+            if end_of_epoch or (cfg.save_steps and position.step % cfg.save_steps == 0):
+                resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
+                save_checkpoint(run, f"step-{position.step}", policy, optimizer, scheduler,
+                                resume_at, progress, cfg.save_total_limit)
+            if done:
+                break
+    except torch.OutOfMemoryError as e:
+        raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
+
+    save_final(run, policy, tokenizer)
+    result = RunResult(run.path, last, first, position.step, time.perf_counter() - started)
+    report.finish(result)
+    return result
+
+
+# ------------------------------------------------------------------------------------ setup
+
+
+def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | None,
+                 device: torch.device) -> tuple[Any, Any]:
+    """The policy (a checkpoint's weights when resuming) and, without LoRA, a frozen reference.
+
+    With LoRA the reference is the policy with its adapters disabled, never a second copy.
+    """
+    ref_model = None
+    if cfg.lora:
+        policy = load_model(cfg.model, cfg.dtype, cfg.load_in_4bit)
+        if checkpoint is not None:
+            from peft import PeftModel
+
+            policy = PeftModel.from_pretrained(policy, run.path / checkpoint["model_path"],
+                                               is_trainable=True)
+        else:
+            policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+                              cfg.lora_target_modules)
+    else:
+        start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
+        policy = load_model(start, cfg.dtype, cfg.load_in_4bit)
+        if cfg.algo not in REFERENCE_FREE:
+            ref_model = load_model(cfg.model, cfg.dtype, cfg.load_in_4bit).to(device).eval()
+            ref_model.requires_grad_(False)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        if cfg.lora:
+            policy.enable_input_require_grads()
+    return policy.to(device), ref_model
+
+
+def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: TokenRows,
+                     report: Reporter) -> RowLogps:
+    """Reference log-probs of every row, from the cache when model and tokens are the same."""
+    key = cache_key(resolve_model(cfg.model), cfg.dtype, dataset.data.table)
+    cache = settings.cache_dir() / "reference"
+    cached = load_cached(cache, key)
+    report.reference(len(rows), cached is not None, 0.0)
+    if cached is None:
+        size = cfg.batch_size * 2  # no gradients: twice the training batch fits
+        batches = (rows.batch(list(range(i, min(i + size, len(rows)))),
+                              scorer.pad_id).to(scorer.device)
+                   for i in range(0, len(rows), size))
+        cached = reference_pass(scorer.policy, scorer.ref_model, batches)
+        store_cached(cache, key, *cached)
+    return RowLogps(torch.from_numpy(cached[0]), torch.from_numpy(cached[1]))
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                   total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up to the peak, then linear or cosine decay to zero, or constant."""
+    warmup = min(cfg.warmup_steps, total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        if cfg.lr_scheduler == "constant":
+            return 1.0
+        done = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+        if cfg.lr_scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * done))
+        return 1.0 - done
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# ------------------------------------------------------------------------------------ steps
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """Which pairs each optimizer step sees, in every epoch."""
+
+    num_pairs: int
+    batch_size: int
+    grad_accum: int
+    epochs: int
+    max_steps: int | None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        micro_batches = math.ceil(self.num_pairs / self.batch_size)
+        return math.ceil(micro_batches / self.grad_accum)
+
+    @property
+    def total_steps(self) -> int:
+        planned = self.steps_per_epoch * self.epochs
+        return min(planned, self.max_steps) if self.max_steps else planned
+
+    def steps(self, seed: int, start: Position) -> Iterator[tuple[int, int, list[list[int]]]]:
+        """(epoch, step within the epoch, micro-batches of row indices), from ``start`` on."""
+        for epoch in range(start.epoch, self.epochs):
+            order = torch.randperm(self.num_pairs,
+                                   generator=torch.Generator().manual_seed(seed + epoch))
+            micro = [order[i:i + self.batch_size].tolist()
+                     for i in range(0, self.num_pairs, self.batch_size)]
+            first = start.epoch_step if epoch == start.epoch else 0
+            for epoch_step in range(first, self.steps_per_epoch):
+                yield epoch, epoch_step, micro[epoch_step * self.grad_accum:
+                                               (epoch_step + 1) * self.grad_accum]
+
+
+def train_step(scorer: Scorer, rows: TokenRows, micro_batches: list[list[int]],
+               ref: RowLogps | None) -> dict[str, float]:
+    """Forward and backward over one step's micro-batches; the step's sums over pairs."""
+    step_pairs = sum(len(m) for m in micro_batches)
+    sums: dict[str, float] = {"tokens": 0.0}
+    for indices in micro_batches:
+        out, logps, batch = scorer.score(rows, indices, ref)
+        (out.losses.sum() / step_pairs).backward()  # the step's loss: a mean over its pairs
+        add_pair_sums(sums, out, logps)
+        sums["tokens"] += batch.num_tokens
+    sums["pairs"] = float(step_pairs)
+    return sums
+
+
+class MetricWindow:
+    """Sums over the steps since the last log row; ``row`` turns them into means."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.seconds = 0.0
+        self.grad_norm = 0.0
+        self.lr = 0.0
+
+    def add(self, sums: dict[str, float], grad_norm: float, lr: float, seconds: float) -> None:
+        for key, value in sums.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.steps += 1
+        self.seconds += seconds
+        self.grad_norm += grad_norm
+        self.lr = lr
+
+    def row(self, step: int, epoch: float, device: torch.device) -> dict[str, float]:
+        pairs = self.sums["pairs"]
+        seconds = max(self.seconds, 1e-9)
+        row: dict[str, float] = {"step": step, "epoch": round(epoch, 4)}
+        for key in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward",
+                    "chosen_logps", "rejected_logps"):
+            row[key] = self.sums[key] / pairs
+        row.update(learning_rate=self.lr, grad_norm=self.grad_norm / self.steps,
+                   tokens_per_second=self.sums["tokens"] / seconds,
+                   examples_per_second=pairs / seconds, peak_memory_mb=peak_memory_mb(device))
+        return row
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak device memory on a GPU; peak resident memory of the process on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def save_final(run: RunDir, policy: Any, tokenizer: Any) -> None:
+    """``final/``: the model (or adapter) and the tokenizer, loadable with from_pretrained."""
+    with atomic_dir(run.final_path) as tmp:
+        policy.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)

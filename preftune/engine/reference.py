@@ -1,0 +1,84 @@
+"""Reference log-probs: one no-grad pass before training, cached across runs.
+
+With LoRA the reference is the base model with its adapters disabled, never a second copy;
+without LoRA it is a frozen copy of the starting weights. The cache key covers the model's
+identity, its dtype and the exact token ids, so a sweep over beta or the learning rate on the
+same model and data computes the reference once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from preftune.engine.logprobs import PairBatch, SequenceLogps, sequence_logps
+from preftune.fsutil import atomic_path
+
+
+@torch.no_grad()
+def reference_logps(policy: Any, ref_model: Any | None, batch: PairBatch) -> SequenceLogps:
+    """The reference's log-probs for one batch: the frozen copy, or the policy sans adapters."""
+    if ref_model is not None:
+        return sequence_logps(ref_model, batch)
+    with policy.disable_adapter():
+        return sequence_logps(policy, batch)
+
+
+def reference_pass(policy: Any, ref_model: Any | None,
+                   batches: Iterable[PairBatch]) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) chosen and rejected reference log-prob sums of every pair, in order."""
+    chosen: list[np.ndarray] = []
+    rejected: list[np.ndarray] = []
+    was_training = policy.training
+    policy.eval()  # no dropout in the reference
+    try:
+        for batch in batches:
+            logps = reference_logps(policy, ref_model, batch)
+            chosen.append(logps.chosen.float().cpu().numpy())
+            rejected.append(logps.rejected.float().cpu().numpy())
+    finally:
+        policy.train(was_training)
+    if not chosen:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(chosen), np.concatenate(rejected)
+
+
+def cache_key(model_source: str, dtype: str, rows: pa.Table) -> str:
+    """A key that changes when the model, its dtype or any token id changes."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": _model_identity(model_source), "dtype": dtype}).encode())
+    for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
+        column = rows.column(name).combine_chunks()
+        h.update(np.asarray(column.offsets).tobytes())
+        h.update(np.asarray(column.values).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _model_identity(source: str) -> Any:
+    path = Path(source)
+    if not path.is_dir():
+        return source  # a hub id: its revision is whatever the hub serves under that name
+    files = sorted(p for p in path.iterdir()
+                   if p.suffix in (".safetensors", ".bin", ".json") and p.is_file())
+    return [str(path.resolve())] + [[p.name, p.stat().st_size, p.stat().st_mtime_ns]
+                                    for p in files]
+
+
+def load_cached(cache_dir: Path, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    path = cache_dir / f"{key}.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return data["chosen"], data["rejected"]
+
+
+def store_cached(cache_dir: Path, key: str, chosen: np.ndarray, rejected: np.ndarray) -> None:
+    with atomic_path(cache_dir / f"{key}.npz") as tmp, tmp.open("wb") as f:
+        np.savez(f, chosen=chosen, rejected=rejected)

@@ -1,0 +1,107 @@
+"""A run is a directory any tool can read.
+
+    config.json         the resolved config, library versions, dataset fingerprint
+    metrics.jsonl       one JSON object per logged step (eval rows carry ``eval/`` names)
+    checkpoints.jsonl   one row per durable checkpoint: name, epoch, step, state_path, model_path
+    checkpoints/<name>/ model/ (weights or adapter), trainer_state.pt (optimizer, scheduler,
+                        RNG states, data position)
+    final/              loadable with from_pretrained (or peft), tokenizer included
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from preftune.fsutil import append_jsonl, read_jsonl, write_json, write_jsonl
+
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
+CHECKPOINTS = "checkpoints.jsonl"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def checkpoints_path(self) -> Path:
+        return self.path / CHECKPOINTS
+
+    @property
+    def final_path(self) -> Path:
+        return self.path / "final"
+
+    def checkpoint_dir(self, name: str) -> Path:
+        return self.path / "checkpoints" / name
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        write_json(self.config_path, record)
+
+    def log(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.metrics_path, row)
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.metrics_path)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        """Manifest rows whose checkpoint is still on disk, oldest first."""
+        return [r for r in read_jsonl(self.checkpoints_path)
+                if (self.path / r["state_path"]).exists()]
+
+    def add_checkpoint(self, row: dict[str, Any], keep: int | None) -> None:
+        """Record a checkpoint already durable on disk; prune the oldest beyond ``keep``."""
+        append_jsonl(self.checkpoints_path, row)
+        rows = self.checkpoints()
+        if keep is not None and len(rows) > keep:
+            for old in rows[:-keep]:
+                shutil.rmtree(self.path / old["state_path"], ignore_errors=True)
+            write_jsonl(self.checkpoints_path, rows[-keep:])
+
+    def remove_partial_writes(self) -> None:
+        """Delete temporary directories a crash left half-written (their names start '.')."""
+        for parent in (self.path, self.path / "checkpoints"):
+            if parent.is_dir():
+                for entry in parent.iterdir():
+                    if entry.name.startswith(".") and entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+
+    def truncate_metrics(self, step: int) -> None:
+        """Forget rows logged after ``step`` (a resumed run logs them again)."""
+        rows = self.metrics()
+        kept = [r for r in rows if r.get("step", 0) <= step]
+        if len(kept) != len(rows):
+            write_jsonl(self.metrics_path, kept)
+
+
+def default_run_dir(dataset: str | None, model: str, learning_rate: float, beta: float,
+                    exp_name: str | None = None, root: Path = Path("experiments"),
+                    today: date | None = None) -> Path:
+    """``experiments/<dataset>_<model>_lr<lr>_beta<beta>_<date>`` (``<exp_name>`` instead of
+    ``<dataset>`` when given), with a numeric suffix if the name is taken."""
+    data = _slug(exp_name if exp_name else
+                 Path(dataset).stem if dataset and not dataset.startswith("hf:")
+                 else (dataset or "data").removeprefix("hf:"))
+    name = (f"{data}_{_slug(model.rstrip('/').split('/')[-1])}_lr{learning_rate:g}"
+            f"_beta{beta:g}_{(today or date.today()).isoformat()}")
+    path, n = root / name, 1
+    while path.exists():
+        n += 1
+        path = root / f"{name}_{n}"
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-").lower() or "run"

@@ -1,0 +1,29 @@
+"""Suite-wide: built artefacts (the tiny model, reference caches) go to a temporary cache."""
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def preftune_cache(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("preftune-cache")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PREFTUNE_CACHE", str(cache))
+    yield cache
+    patch.undo()
+
+
+@pytest.fixture(scope="session")
+def sample_pairs(tmp_path_factory):
+    """64 flat sample pairs (seed 5) as JSONL: small enough to train on in seconds."""
+    from preftune.data.sample import iter_samples
+
+    path = tmp_path_factory.mktemp("data") / "pairs.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i, s in enumerate(iter_samples(64, seed=5)):
+            record = {"prompt": s.prompt, "chosen": s.responses[0],
+                      "rejected": s.responses[1 + i % (len(s.responses) - 1)],
+                      "category": s.category}
+            f.write(json.dumps(record) + "\n")
+    return path

@@ -1,0 +1,137 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from preftune.config import TrainConfig
+from preftune.engine.loop import StepPlan, make_scheduler, train
+from preftune.errors import ExitCode, TrainingError
+
+FAST = {"epochs": 4, "batch_size": 8, "grad_accum": 1, "learning_rate": 2e-3,
+        "warmup_steps": 2, "max_length": 256, "max_prompt_length": 128, "logging_steps": 4}
+# SFT and ORPO score pairs by average log-prob, which a rank-16 adapter on a random model
+# moves too slowly for a seconds-long test: they train the full tiny model instead.
+ALGOS = {
+    "dpo": {}, "ipo": {}, "cdpo": {"label_smoothing": 0.1}, "robust": {"label_smoothing": 0.1},
+    "hinge": {}, "simpo": {"beta": 2.0},
+    "orpo": {"lora": False, "learning_rate": 3e-3}, "sft": {"lora": False, "learning_rate": 3e-3},
+}
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_each_algorithm_learns_the_preferences(algo, sample_pairs, tmp_path):
+    cfg = TrainConfig(**{**FAST, "dataset": str(sample_pairs), "output_dir": str(tmp_path),
+                         "algo": algo, **ALGOS[algo]})
+    result = train(cfg)
+    assert result.steps == 32
+    assert result.metrics["loss"] < result.first_metrics["loss"]
+    assert result.metrics["accuracy"] > 0.9
+    assert result.metrics["accuracy"] >= result.first_metrics["accuracy"]
+
+
+def test_run_directory_layout(sample_pairs, tmp_path):
+    run = tmp_path / "run"
+    cfg = TrainConfig(**{**FAST, "epochs": 2, "dataset": str(sample_pairs),
+                         "output_dir": str(run), "eval_split": 0.25, "save_total_limit": 1,
+                         "lora": False})
+    result = train(cfg)
+    assert result.run_dir == run
+    record = json.loads((run / "config.json").read_text())
+    assert record["config"]["learning_rate"] == 2e-3 and record["config"]["lora"] is False
+    assert set(record["versions"]) >= {"python", "torch", "transformers", "peft", "preftune"}
+    assert len(record["data"]["fingerprint"]) == 16
+    assert record["data"]["train"]["pairs"] == 48 and record["data"]["eval"]["pairs"] == 16
+
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if "loss" in r]
+    eval_rows = [r for r in rows if "eval/loss" in r]
+    assert [r["step"] for r in train_rows] == [4, 8, 12]
+    for key in ("step", "epoch", "loss", "accuracy", "margin", "chosen_reward",
+                "rejected_reward", "chosen_logps", "rejected_logps", "learning_rate",
+                "grad_norm", "tokens_per_second", "examples_per_second", "peak_memory_mb"):
+        assert key in train_rows[0], key
+    assert eval_rows[-1]["step"] == 12
+    for key in ("eval/loss", "eval/accuracy", "eval/margin", "eval/chosen_logps"):
+        assert key in eval_rows[-1]
+
+    manifest = [json.loads(line) for line in (run / "checkpoints.jsonl").read_text().splitlines()]
+    assert manifest == [{"name": "step-12", "epoch": 2.0, "step": 12,
+                         "state_path": "checkpoints/step-12",
+                         "model_path": "checkpoints/step-12/model"}]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-12"]
+    assert (run / "checkpoints/step-12/trainer_state.pt").exists()
+
+    model = AutoModelForCausalLM.from_pretrained(run / "final")
+    assert (run / "final" / "tokenizer.json").exists()
+    assert model.config.model_type == "llama"
+
+
+def test_lora_final_loads_with_from_pretrained(sample_pairs, tmp_path):
+    cfg = TrainConfig(**{**FAST, "epochs": 1, "max_steps": 2, "dataset": str(sample_pairs),
+                         "output_dir": str(tmp_path)})
+    train(cfg)
+    assert (tmp_path / "final" / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "final")
+    assert any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(sample_pairs, tmp_path,
+                                                                        monkeypatch):
+    from preftune.engine import loop
+
+    real = loop.LOSSES["dpo"]
+    calls = {"n": 0}
+
+    def breaks_on_step_three(logps, params):
+        calls["n"] += 1
+        out = real(logps, params)
+        if calls["n"] >= 3:
+            out = type(out)(out.losses * float("nan"), out.chosen_rewards, out.rejected_rewards)
+        return out
+
+    monkeypatch.setitem(loop.LOSSES, "dpo", breaks_on_step_three)
+    cfg = TrainConfig(**{**FAST, "dataset": str(sample_pairs), "output_dir": str(tmp_path),
+                         "save_steps": 2})
+    with pytest.raises(TrainingError) as info:
+        train(cfg)
+    assert "the loss became nan at step 3" in info.value.message
+    assert info.value.exit_code == ExitCode.TRAINING_FAILED
+    assert "lower the learning rate (halve it)" in info.value.hints
+    manifest = (tmp_path / "checkpoints.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in manifest] == [2]
+    assert not (tmp_path / "final").exists()
+
+
+def test_existing_run_directory_is_not_overwritten(sample_pairs, tmp_path):
+    cfg = TrainConfig(**{**FAST, "max_steps": 1, "dataset": str(sample_pairs),
+                         "output_dir": str(tmp_path)})
+    train(cfg)
+    from preftune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(cfg)
+
+
+def test_step_plan_and_schedule():
+    plan = StepPlan(num_pairs=10, batch_size=3, grad_accum=2, epochs=2, max_steps=None)
+    assert (plan.steps_per_epoch, plan.total_steps) == (2, 4)
+    from preftune.engine.checkpoint import Position
+
+    steps = list(plan.steps(seed=0, start=Position(0, 0, 0)))
+    assert [(e, s, [len(m) for m in mb]) for e, s, mb in steps] == [
+        (0, 0, [3, 3]), (0, 1, [3, 1]), (1, 0, [3, 3]), (1, 1, [3, 1])]
+    assert sorted(i for m in steps[0][2] + steps[1][2] for i in m) == list(range(10))
+    resumed = list(plan.steps(seed=0, start=Position(1, 1, 3)))
+    assert resumed == steps[3:]
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    cfg = TrainConfig(warmup_steps=2, lr_scheduler="linear")
+    scheduler = make_scheduler(optimizer, cfg, total_steps=6)
+    lrs = []
+    for _ in range(6):
+        lrs.append(round(scheduler.get_last_lr()[0], 4))
+        optimizer.step()
+        scheduler.step()
+    assert lrs == [0.3333, 0.6667, 1.0, 0.75, 0.5, 0.25]
