@@ -24,18 +24,23 @@ class RowLogps:
 class Scorer:
     """What turns a batch of pairs into losses: the policy, its reference and the loss."""
 
-    policy: Any
+    policy: Any  # the model itself (what reference and saving use)
     ref_model: Any | None  # a frozen copy, or None (LoRA: the policy without adapters)
     loss_fn: LossFn
     params: LossParams
     needs_ref: bool
     pad_id: int
     device: torch.device
+    model: Any = None  # what the forward pass calls: the policy, or its DDP wrapper
+
+    def __post_init__(self) -> None:
+        if self.model is None:
+            self.model = self.policy
 
     def score(self, rows: TokenRows, indices: list[int],
               ref: RowLogps | None) -> tuple[LossOutput, SequenceLogps, PairBatch]:
         batch = rows.batch(indices, self.pad_id).to(self.device)
-        logps = sequence_logps(self.policy, batch)
+        logps = sequence_logps(self.model, batch)
         ref_chosen = ref_rejected = None
         if self.needs_ref and ref is not None:
             ref_chosen = ref.chosen[indices].to(self.device)

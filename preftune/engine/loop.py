@@ -11,6 +11,7 @@ steps already taken and sees exactly the batches an uninterrupted run would.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import resource
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 
 from preftune import settings
 from preftune.config import TrainConfig
@@ -55,11 +57,14 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
     torch.manual_seed(cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    accelerator = Accelerator(mixed_precision="fp16" if cfg.dtype == "fp16" else "no",
+                              cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    main = accelerator.is_main_process
 
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_data(cfg, tokenizer, train_data, eval_data)
-    if resume is None:
+    if resume is None and main:
         run.write_config(run_record(cfg, data))
     report.data(data)
     train_rows = TokenRows.from_dataset(data.train.rows)
@@ -82,6 +87,10 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
+    # Under `accelerate launch` the model is wrapped for DDP; the scorer keeps the unwrapped
+    # one for what the wrapper hides (disabling adapters for the reference, saving).
+    scorer.model = accelerator.prepare_model(policy)
+    optimizer = accelerator.prepare_optimizer(optimizer)
     plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
 
@@ -91,7 +100,8 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
-    run.truncate_metrics(position.step)  # rows a crashed run logged after its checkpoint
+    if main:
+        run.truncate_metrics(position.step)  # rows a crashed run logged after its checkpoint
 
     window = MetricWindow()
     first: dict[str, float] = {}
@@ -101,9 +111,9 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     try:
         for epoch, epoch_step, micro_batches in plan.steps(cfg.seed, position):
             step_started = time.perf_counter()
-            sums = train_step(scorer, train_rows, micro_batches, train_ref)
+            sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref)
             lr = float(scheduler.get_last_lr()[0])
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm))
+            grad_norm = float(accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm))
             if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
                 raise TrainingError(
                     f"the loss became {sums['loss'] / sums['pairs']:g} at step "
@@ -122,29 +132,36 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
             if position.step % cfg.logging_steps == 0 or done:
                 last = window.row(position.step, progress, device)
                 first = first or last
-                run.log(last)
-                report.step(last)
+                if main:
+                    run.log(last)
+                    report.step(last)
                 window = MetricWindow()
             if eval_rows is not None and (
                     done or (cfg.eval_steps and position.step % cfg.eval_steps == 0)):
                 scores = evaluate_rows(scorer, eval_rows, eval_ref, cfg.batch_size)
                 row = {"step": position.step, "epoch": round(progress, 4),
                        **{f"eval/{k}": v for k, v in scores.items()}}
-                run.log(row)
-                report.evaluation(row)
+                if main:
+                    run.log(row)
+                    report.evaluation(row)
                 last = {**last, **row}
             if end_of_epoch or (cfg.save_steps and position.step % cfg.save_steps == 0):
                 resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
-                save_checkpoint(run, f"step-{position.step}", policy, optimizer, scheduler,
-                                resume_at, progress, cfg.save_total_limit)
+                if main:
+                    save_checkpoint(run, f"step-{position.step}", policy, optimizer,
+                                    scheduler, resume_at, progress, cfg.save_total_limit)
+                accelerator.wait_for_everyone()
             if done:
                 break
     except torch.OutOfMemoryError as e:
         raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
 
-    save_final(run, policy, tokenizer)
+    if main:
+        save_final(run, policy, tokenizer)
+    accelerator.wait_for_everyone()
     result = RunResult(run.path, last, first, position.step, time.perf_counter() - started)
-    report.finish(result)
+    if main:
+        report.finish(result)
     return result
 
 
@@ -158,8 +175,10 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     With LoRA the reference is the policy with its adapters disabled, never a second copy.
     """
     ref_model = None
+    # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
+    dtype = "fp32" if cfg.dtype == "fp16" else cfg.dtype
     if cfg.lora:
-        policy = load_model(cfg.model, cfg.dtype, cfg.load_in_4bit)
+        policy = load_model(cfg.model, dtype, cfg.load_in_4bit)
         if checkpoint is not None:
             from peft import PeftModel
 
@@ -170,9 +189,9 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
                               cfg.lora_target_modules)
     else:
         start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
-        policy = load_model(start, cfg.dtype, cfg.load_in_4bit)
+        policy = load_model(start, dtype, cfg.load_in_4bit)
         if cfg.algo not in REFERENCE_FREE:
-            ref_model = load_model(cfg.model, cfg.dtype, cfg.load_in_4bit).to(device).eval()
+            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit).to(device).eval()
             ref_model.requires_grad_(False)
     if cfg.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
@@ -252,18 +271,37 @@ class StepPlan:
                                                (epoch_step + 1) * self.grad_accum]
 
 
-def train_step(scorer: Scorer, rows: TokenRows, micro_batches: list[list[int]],
-               ref: RowLogps | None) -> dict[str, float]:
-    """Forward and backward over one step's micro-batches; the step's sums over pairs."""
-    step_pairs = sum(len(m) for m in micro_batches)
+def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
+               micro_batches: list[list[int]], ref: RowLogps | None) -> dict[str, float]:
+    """Forward and backward over one step's pairs; the step's sums over all processes.
+
+    Each process takes every P-th pair of the step. Its losses are scaled by P / step pairs,
+    so that the gradient DDP averages over processes is the mean over the step's pairs.
+    Gradients are synchronised once, on each process's last micro-batch.
+    """
+    step = [i for m in micro_batches for i in m]
+    size = max(len(m) for m in micro_batches)
+    mine = step[accelerator.process_index::accelerator.num_processes]
+    local = [mine[i:i + size] for i in range(0, len(mine), size)]
+    scale = accelerator.num_processes / len(step)
     sums: dict[str, float] = {"tokens": 0.0}
-    for indices in micro_batches:
-        out, logps, batch = scorer.score(rows, indices, ref)
-        (out.losses.sum() / step_pairs).backward()  # the step's loss: a mean over its pairs
+    for k, indices in enumerate(local):
+        sync = k == len(local) - 1
+        with contextlib.nullcontext() if sync else accelerator.no_sync(scorer.model):
+            out, logps, batch = scorer.score(rows, indices, ref)
+            accelerator.backward(out.losses.sum() * scale)
         add_pair_sums(sums, out, logps)
         sums["tokens"] += batch.num_tokens
-    sums["pairs"] = float(step_pairs)
-    return sums
+    if not local:  # fewer pairs than processes: still join the gradient synchronisation
+        accelerator.backward(sum(p.sum() for p in scorer.policy.parameters()
+                                 if p.requires_grad) * 0.0)
+    sums["pairs"] = float(len(mine))
+    if accelerator.num_processes == 1:
+        return sums
+    keys = sorted(sums)
+    total = accelerator.reduce(torch.tensor([sums[k] for k in keys], device=accelerator.device),
+                               "sum")
+    return dict(zip(keys, total.tolist(), strict=True))
 
 
 class MetricWindow:
