@@ -10,7 +10,7 @@ The public API::
     result = Trainer(cfg).train(data)              # RunResult: run_dir, metrics
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preftune.config import PRESETS, TrainConfig
 from preftune.data.formats import FORMATS, FieldNames
@@ -18,6 +18,10 @@ from preftune.data.reader import read_preferences
 from preftune.data.records import Message, PreferenceDataset, PreferencePair, Problem
 from preftune.data.validate import ValidationReport, load_preferences, validate
 from preftune.errors import ExitCode, PreftuneError
+
+if TYPE_CHECKING:
+    from preftune.losses import LOSSES
+    from preftune.trainer import Trainer
 
 __version__ = "0.1.0"
 

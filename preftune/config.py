@@ -57,6 +57,9 @@ DEFAULT_PRESET = "balanced"
 # Recommended defaults of algorithms whose scale differs from DPO's.
 ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
     "simpo": {"beta": 2.0, "gamma_beta_ratio": 0.5, "learning_rate": 1e-6},
+    # With no label noise assumed, cDPO and robust DPO are plain DPO: assume some.
+    "cdpo": {"label_smoothing": 0.1},
+    "robust": {"label_smoothing": 0.1},
 }
 
 ALIASES: dict[str, str] = {
@@ -163,7 +166,8 @@ class TrainConfig(BaseModel):
     output_dir: str | None = Field(None, description="The run directory (default: "
                                    "experiments/<dataset>_<model>_lr<lr>_beta<beta>_<date>).")
     exp_name: str | None = Field(None, description="A name for the run.")
-    logging_steps: int = Field(1, ge=1, description="Log metrics every N optimizer steps.")
+    logging_steps: int = Field(10, ge=1, description="Log metrics every N optimizer steps "
+                               "(each row averages those steps).")
     eval_steps: int | None = Field(None, ge=1, description="Evaluate every N steps (and at "
                                    "the end).")
     save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps "

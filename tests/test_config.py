@@ -142,3 +142,9 @@ def test_configs_are_immutable_and_rebuilt_to_change():
         cfg.beta = 0.5  # type: ignore[misc]
     changed = TrainConfig.build({**cfg.model_dump(), "beta": 0.5})
     assert (changed.beta, changed.learning_rate, changed.epochs) == (0.5, 1e-4, 1)
+
+
+def test_cdpo_and_robust_assume_some_label_noise():
+    assert TrainConfig(algo="cdpo").label_smoothing == 0.1
+    assert TrainConfig(algo="robust", label_smoothing=0.2).label_smoothing == 0.2
+    assert TrainConfig(algo="dpo").label_smoothing == 0.0

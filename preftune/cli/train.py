@@ -39,6 +39,12 @@ def train_cmd(
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
     n_examples: Annotated[int | None, typer.Option(help="Train on the first N pairs.")] = None,
+    eval_split: Annotated[float | None, typer.Option(help="Hold out this share of the "
+                                                     "training pairs for evaluation.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
+    = None,
+    save_total_limit: Annotated[int | None, typer.Option(help="Keep the newest N "
+                                                         "checkpoints.")] = None,
     exp_name: Annotated[str | None, typer.Option(help="Name of the run.")] = None,
     output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory "
@@ -57,6 +63,8 @@ def train_cmd(
     flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
              "preset": preset, "beta": beta, "learning_rate": learning_rate,
              "epochs": epochs, "batch_size": batch_size, "n_examples": n_examples,
+             "eval_split": eval_split, "max_steps": max_steps,
+             "save_total_limit": save_total_limit,
              "exp_name": exp_name, "output_dir": output_dir}
     values.update({k: v for k, v in flags.items() if v is not None})
     values.update(parse_overrides(overrides or []))

@@ -62,9 +62,11 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     device = accelerator.device
     main = accelerator.is_main_process
 
+    resolve_model(cfg.model)  # an unknown name fails here, before anything is written
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_data(cfg, tokenizer, train_data, eval_data)
     if resume is None and main:
+        run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(run_record(cfg, data))
     report.data(data)
     train_rows = TokenRows.from_dataset(data.train.rows)
@@ -194,7 +196,9 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
             ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit).to(device).eval()
             ref_model.requires_grad_(False)
     if cfg.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
+        # transformers 5 renamed it; older versions only have the gradient_ name.
+        enable = getattr(policy, "activation_checkpointing_enable", None)
+        (enable or policy.gradient_checkpointing_enable)()
         if cfg.lora:
             policy.enable_input_require_grads()
     return policy.to(device), ref_model

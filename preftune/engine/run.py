@@ -19,7 +19,11 @@ _LIBRARIES = ("preftune", "torch", "transformers", "peft", "accelerate", "datase
 
 def open_run(cfg: TrainConfig | None, resume: str | Path | None
              ) -> tuple[RunDir, TrainConfig, dict[str, Any] | None]:
-    """The run directory, the config to run, and the checkpoint to continue from (if any)."""
+    """The run directory, the config to run, and the checkpoint to continue from (if any).
+
+    A new run's directory is only named here; the loop creates it once model and data are
+    known to be good, so a run that fails on bad input leaves nothing behind.
+    """
     if resume is not None:
         run = RunDir(Path(resume))
         if not run.config_path.exists():
@@ -38,7 +42,6 @@ def open_run(cfg: TrainConfig | None, resume: str | Path | None
             f"continue it with: preftune train --resume {path}",
             "or choose another --output-dir",
         ])
-    path.mkdir(parents=True, exist_ok=True)
     return RunDir(path), cfg, None
 
 

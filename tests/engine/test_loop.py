@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -135,3 +136,10 @@ def test_step_plan_and_schedule():
         optimizer.step()
         scheduler.step()
     assert lrs == [0.3333, 0.6667, 1.0, 0.75, 0.5, 0.25]
+
+
+def test_bf16_weights_train_on_cpu(sample_pairs, tmp_path):
+    cfg = TrainConfig(**{**FAST, "max_steps": 2, "logging_steps": 1, "dtype": "bf16",
+                         "dataset": str(sample_pairs), "output_dir": str(tmp_path)})
+    result = train(cfg)
+    assert result.steps == 2 and math.isfinite(result.metrics["loss"])
