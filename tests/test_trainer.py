@@ -62,7 +62,7 @@ class Counting(Reporter):
     def __init__(self) -> None:
         self.references: list[bool] = []
 
-    def reference(self, pairs: int, cached: bool, seconds: float) -> None:
+    def reference(self, pairs: int, cached: bool) -> None:
         self.references.append(cached)
 
 

@@ -91,7 +91,7 @@ class ConsoleReporter(Reporter):
         if data.eval is not None:
             out.print(f"eval: {describe_stats(data.eval.stats)}")
 
-    def reference(self, pairs: int, cached: bool, seconds: float) -> None:
+    def reference(self, pairs: int, cached: bool) -> None:
         what = "cache hit" if cached else "computing once"
         out.print(f"reference log-probs for {pairs} pairs: {what}")
 

@@ -210,7 +210,7 @@ def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: Token
     key = cache_key(resolve_model(cfg.model), cfg.dtype, dataset.data.table)
     cache = settings.cache_dir() / "reference"
     cached = load_cached(cache, key)
-    report.reference(len(rows), cached is not None, 0.0)
+    report.reference(len(rows), cached is not None)
     if cached is None:
         size = cfg.batch_size * 2  # no gradients: twice the training batch fits
         batches = (rows.batch(list(range(i, min(i + size, len(rows)))),
