@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from preftune.errors import ConfigError
 
@@ -174,6 +181,22 @@ class TrainConfig(BaseModel):
                                    "(and at each epoch end).")
     save_total_limit: int | None = Field(None, ge=1, description="Keep at most N "
                                          "checkpoints.")
+    report_to: list[Literal["wandb", "tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="Trackers that get the metrics too: wandb, "
+        "tensorboard, mlflow (none: only metrics.jsonl).")
+    wandb_project: str | None = Field(None, description="Weights & Biases project.")
+    wandb_name: str | None = Field(None, description="Weights & Biases run name (default: "
+                                   "the run directory's name).")
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        """Accept "none", "wandb,mlflow" and lists holding "none"."""
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",")]
+        if isinstance(value, list):
+            return [v for v in value if v not in ("none", "", None)]
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -13,17 +13,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from preftune.config import TrainConfig
-from preftune.data.tokenize import tokenize_pairs
 from preftune.engine.data import read
-from preftune.engine.evaluate import Scorer, evaluate_rows
-from preftune.engine.logprobs import TokenRows
 from preftune.engine.loop import Reporter, RunResult, train
-from preftune.errors import MissingError, UsageError
-from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
-from preftune.models.load import load_model, load_tokenizer
+from preftune.errors import UsageError
+from preftune.evaluation import Scoring, evaluate, load_located, locate
 
 
 class Trainer:
@@ -39,27 +33,15 @@ class Trainer:
         return self.result
 
     def evaluate(self, data: Any) -> dict[str, float]:
-        """Preference accuracy, mean loss and reward margin of the trained (or base) model."""
+        """Preference accuracy, mean loss, reward margin and log-probs of the trained model
+        (the base model before training), scored by the config's loss against its model."""
         cfg = self.config
         source = str(self.result.run_dir) if self.result is not None else cfg.model
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        tokenizer = load_tokenizer(_model_dir(source))
-        pairs = tokenize_pairs(read(cfg, data), tokenizer, cfg.max_length,
-                               cfg.max_prompt_length, use_sft_target=cfg.algo == "sft")
-        policy = Trainer.load_model(source).to(device)
-        needs_ref = cfg.algo not in REFERENCE_FREE
-        ref_model = None
-        if needs_ref and not hasattr(policy, "disable_adapter"):
-            ref_model = load_model(cfg.model, cfg.dtype).to(device).eval()
-        scorer = Scorer(policy, ref_model, LOSSES[cfg.algo],
-                        LossParams(cfg.beta, cfg.label_smoothing, cfg.gamma_beta_ratio,
-                                   cfg.sft_weight),
-                        needs_ref, tokenizer.pad_token_id, device)
-        scores = evaluate_rows(scorer, TokenRows.from_dataset(pairs.rows), None,
-                               cfg.batch_size)
-        return {"preference_accuracy": scores["accuracy"], "loss": scores["loss"],
-                "reward_margin": scores["margin"], "chosen_logps": scores["chosen_logps"],
-                "rejected_logps": scores["rejected_logps"], "pairs": float(pairs.stats.pairs)}
+        located = locate(source)
+        scoring = Scoring.choose(located, cfg.algo, cfg.beta, reference=cfg.model)
+        result = evaluate(located, read(cfg, data), scoring, cfg.batch_size, cfg.max_length,
+                          cfg.max_prompt_length)
+        return result.summary
 
     def save_model(self, directory: str | Path) -> Path:
         """Copy the trained model (weights or adapter, and tokenizer) to ``directory``."""
@@ -70,24 +52,7 @@ class Trainer:
         return target
 
     @staticmethod
-    def load_model(path: str | Path) -> Any:
-        """A model from a run directory (its final/), a model directory or an adapter
-        directory (loaded onto its base with peft)."""
-        directory = _model_dir(str(path))
-        if (Path(directory) / "adapter_config.json").exists():
-            from peft import AutoPeftModelForCausalLM
-
-            return AutoPeftModelForCausalLM.from_pretrained(directory)
-        return load_model(directory)
-
-
-def _model_dir(source: str) -> str:
-    """A run directory's final model, or ``source`` itself."""
-    path = Path(source)
-    if (path / "config.json").exists() and (path / "metrics.jsonl").exists():
-        final = path / "final"
-        if not final.exists():
-            raise MissingError(f"{source} has no final model yet",
-                               [f"finish or resume the run: preftune train --resume {source}"])
-        return str(final)
-    return source
+    def load_model(path: str | Path, checkpoint: str | None = None) -> Any:
+        """A model from a run directory (its final/, or ``checkpoint``), a model directory or
+        an adapter directory (loaded onto its base with peft)."""
+        return load_located(locate(path, checkpoint))

@@ -27,3 +27,16 @@ def sample_pairs(tmp_path_factory):
                       "category": s.category}
             f.write(json.dumps(record) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def trained_run(sample_pairs, tmp_path_factory):
+    """A LoRA DPO run of the tiny model on ``sample_pairs`` (3 epochs, 24 steps)."""
+    from preftune.config import TrainConfig
+    from preftune.engine.loop import train
+
+    run = tmp_path_factory.mktemp("runs") / "dpo"
+    train(TrainConfig(dataset=str(sample_pairs), output_dir=str(run), epochs=3, batch_size=8,
+                      grad_accum=1, learning_rate=2e-3, warmup_steps=2, max_length=256,
+                      max_prompt_length=128, logging_steps=4))
+    return run

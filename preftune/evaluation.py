@@ -1,0 +1,182 @@
+"""Score models on preference data: preference accuracy, reward margin, loss, log-probs.
+
+What a name stands for (``locate``): a run directory (its final model, or a checkpoint from
+``checkpoints.jsonl``, with the run's config), or anything ``--model`` takes. How pairs are
+scored (``Scoring``): by the run's loss against its reference (the base model: for a LoRA run,
+the same weights with adapters disabled), reference-free for SimPO/ORPO/SFT, and by average
+log-probability when no reference is known.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from preftune.config import TrainConfig
+from preftune.data.records import PreferenceDataset
+from preftune.data.tokenize import tokenize_pairs
+from preftune.engine.evaluate import Scorer
+from preftune.engine.logprobs import TokenRows
+from preftune.errors import MissingError, UsageError
+from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
+from preftune.models.load import load_model, load_tokenizer, resolve_model
+
+
+@dataclass(frozen=True)
+class Located:
+    """What a model name or run directory stands for."""
+
+    name: str  # as the user gave it
+    model_dir: str  # the model or adapter to load (a directory or hub id)
+    tokenizer_dir: str
+    run_config: TrainConfig | None = None  # set for a run directory
+
+    @property
+    def is_adapter(self) -> bool:
+        return (Path(self.model_dir) / "adapter_config.json").exists()
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / "config.json").exists() and (path / "metrics.jsonl").exists()
+
+
+def locate(source: str | Path, checkpoint: str | None = None) -> Located:
+    """Resolve a run directory (final model, or ``checkpoint``: a name or "latest") or a model."""
+    path = Path(source)
+    if not is_run_dir(path):
+        if checkpoint is not None:
+            raise UsageError(f"--checkpoint needs a run directory; {source} is not one")
+        resolved = resolve_model(str(source))
+        return Located(str(source), resolved, resolved)
+    record = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config = TrainConfig.build(record["config"])
+    final = path / "final"
+    tokenizer_dir = str(final) if final.exists() else resolve_model(config.model)
+    if checkpoint is None and final.exists():
+        return Located(str(source), str(final), tokenizer_dir, config)
+    rows = [json.loads(line) for line in (path / "checkpoints.jsonl").read_text().splitlines()
+            if line.strip()] if (path / "checkpoints.jsonl").exists() else []
+    rows = [r for r in rows if (path / r["model_path"]).exists()]
+    if not rows:
+        raise MissingError(f"{source} has no final model and no checkpoint yet",
+                           [f"resume it: preftune train --resume {source}"])
+    if checkpoint in (None, "latest"):
+        row = rows[-1]
+    else:
+        named = [r for r in rows if r["name"] == checkpoint]
+        if not named:
+            raise UsageError(f"{source} has no checkpoint {checkpoint!r}",
+                             ["checkpoints: " + ", ".join(r["name"] for r in rows)])
+        row = named[0]
+    return Located(str(source), str(path / row["model_path"]), tokenizer_dir, config)
+
+
+def load_located(located: Located) -> Any:
+    """The model of ``located``; an adapter comes with its base (peft), unmerged."""
+    if located.is_adapter:
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(located.model_dir)
+    return load_model(located.model_dir)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How pairs are scored: a loss from the registry, its parameters, and the reference."""
+
+    algo: str
+    params: LossParams
+    reference: str | None  # a model name; None for reference-free scoring
+    description: str
+
+    @classmethod
+    def choose(cls, primary: Located, algo: str | None = None, beta: float | None = None,
+               reference: str | None = None, reference_free: bool = False) -> Scoring:
+        """The run's loss and reference by default; flags override; no reference known means
+        reference-free scoring by average log-probability."""
+        cfg = primary.run_config or TrainConfig()
+        name = algo or (cfg.algo if primary.run_config else "dpo")
+        params = LossParams(beta=beta if beta is not None else cfg.beta,
+                            label_smoothing=cfg.label_smoothing,
+                            gamma_beta_ratio=cfg.gamma_beta_ratio, sft_weight=0.0)
+        if reference_free or (name not in REFERENCE_FREE and reference is None
+                              and primary.run_config is None):
+            return cls("sft", params, None,
+                       "reference-free: rewards are average log-probabilities")
+        if name in REFERENCE_FREE:
+            return cls(name, params, None, f"{name} (reference-free)")
+        ref = reference or cfg.model
+        return cls(name, params, ref, f"{name}, beta {params.beta:g}, reference {ref}")
+
+
+@dataclass
+class EvalResult:
+    name: str
+    summary: dict[str, float]
+    per_pair: list[dict[str, float]] = field(default_factory=list)
+
+
+def evaluate(located: Located, dataset: PreferenceDataset, scoring: Scoring,
+             batch_size: int = 8, max_length: int = 1024, max_prompt_length: int = 512,
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Score every pair of ``dataset`` with the model of ``located``."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(located.tokenizer_dir)
+    tokens = tokenize_pairs(dataset, tokenizer, max_length, max_prompt_length)
+    rows = TokenRows.from_dataset(tokens.rows)
+    policy = load_located(located).to(device).eval()
+    ref_model = None
+    if scoring.reference is not None:
+        # A LoRA model's base is its reference when the scoring asks for that very base.
+        same_base = located.is_adapter and _same_model(scoring.reference, located)
+        if not same_base:
+            ref_model = load_model(scoring.reference).to(device).eval()
+            ref_model.requires_grad_(False)
+    scorer = Scorer(policy, ref_model, LOSSES[scoring.algo], scoring.params,
+                    needs_ref=scoring.reference is not None,
+                    pad_id=tokenizer.pad_token_id, device=device)
+    per_pair: list[dict[str, float]] = []
+    records = tokens.rows.data.table.column("record").to_pylist()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            indices = list(range(start, min(start + batch_size, len(rows))))
+            out, logps, _ = scorer.score(rows, indices, None)
+            for k, i in enumerate(indices):
+                chosen_r = float(out.chosen_rewards[k])
+                rejected_r = float(out.rejected_rewards[k])
+                per_pair.append({
+                    "pair": i, "record": records[i], "loss": float(out.losses[k]),
+                    "chosen_logps": float(logps.chosen[k]),
+                    "rejected_logps": float(logps.rejected[k]),
+                    "chosen_reward": chosen_r, "rejected_reward": rejected_r,
+                    "margin": chosen_r - rejected_r, "correct": float(chosen_r > rejected_r),
+                })
+            if progress is not None:
+                progress(min(start + batch_size, len(rows)), len(rows))
+    return EvalResult(located.name, summarize(per_pair), per_pair)
+
+
+def summarize(per_pair: list[dict[str, float]]) -> dict[str, float]:
+    n = max(len(per_pair), 1)
+
+    def mean(key: str) -> float:
+        return sum(p[key] for p in per_pair) / n
+
+    return {"pairs": float(len(per_pair)), "preference_accuracy": mean("correct"),
+            "reward_margin": mean("margin"), "loss": mean("loss"),
+            "chosen_logps": mean("chosen_logps"), "rejected_logps": mean("rejected_logps")}
+
+
+def _same_model(reference: str, located: Located) -> bool:
+    """Whether ``reference`` names the base model under ``located``'s adapter."""
+    config = json.loads((Path(located.model_dir) / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    try:
+        return bool(base) and Path(resolve_model(reference)).resolve() == Path(base).resolve()
+    except MissingError:
+        return False

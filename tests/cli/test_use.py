@@ -1,0 +1,51 @@
+import csv
+import io
+import json
+
+
+def test_eval_compares_a_run_with_its_base(cli, trained_run, sample_pairs, tmp_path):
+    per_pair = tmp_path / "scores.csv"
+    result = cli("eval", trained_run, "--dataset", sample_pairs, "--compare-to", "tiny",
+                 "--per-example", per_pair, "--max-length", 256, "--max-prompt-length", 128,
+                 "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["scoring"] == "dpo, beta 0.1, reference tiny"
+    run, base = report["results"][str(trained_run)], report["results"]["tiny"]
+    assert run["preference_accuracy"] > base["preference_accuracy"]
+    rows = list(csv.DictReader(per_pair.open()))
+    assert len(rows) == 64
+    assert {"margin", "correct", "tiny:margin"} <= set(rows[0])
+
+
+def test_eval_table_and_errors(cli, trained_run, sample_pairs):
+    table = cli("eval", "--model", "tiny", "--dataset", sample_pairs, "--max-length", 256,
+                "--max-prompt-length", 128)
+    assert table.code == 0, table.err
+    assert "reference-free" in table.out and "preference_accuracy" in table.out
+    assert cli("eval", trained_run).code == 2
+    assert cli("eval", "--model", "nope-model", "--dataset", sample_pairs).code == 4
+
+
+def test_generate_to_a_file(cli, trained_run, tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "Hi"}) + "\n" + json.dumps(
+        {"prompt": [{"role": "user", "content": "Bye"}]}) + "\n")
+    output = tmp_path / "out.jsonl"
+    result = cli("generate", trained_run, "--prompts-file", prompts, "--output", output,
+                 "--num-samples", 2, "--max-new-tokens", 6, "--seed", 0)
+    assert result.code == 0, result.err
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [len(r["completions"]) for r in rows] == [2, 2]
+    assert rows[1]["prompt"] == [{"role": "user", "content": "Bye"}]
+    printed = cli("generate", trained_run, "--prompt", "Hello", "--max-new-tokens", 4)
+    assert printed.code == 0 and "completion:" in printed.out
+    assert cli("generate", trained_run).code == 2
+
+
+def test_chat_reads_turns_from_stdin(cli, trained_run, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello there\n/reset\nWhat is 2+2?\n/exit\n"))
+    result = cli("chat", trained_run, "--max-new-tokens", 5, "--seed", 1)
+    assert result.code == 0, result.err
+    assert result.out.count("assistant>") == 2
+    assert "(conversation reset)" in result.out
