@@ -23,6 +23,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it owner-only; files are for sharing
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
@@ -79,12 +80,19 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
                 with open(os.path.join(root, name), "rb") as f:
                     os.fsync(f.fileno())
             fsync_dir(Path(root))
+        os.chmod(tmp, 0o777 & ~_umask())
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def fsync_dir(path: Path) -> None:

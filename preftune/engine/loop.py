@@ -15,6 +15,7 @@ import contextlib
 import math
 import resource
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ from preftune.errors import OutOfMemoryError, TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
 from preftune.models.load import add_lora, load_model, load_tokenizer, resolve_model
+from preftune.runs.plots import plot_run
 from preftune.runs.rundir import RunDir
+from preftune.runs.trackers import Trackers, check_available
 
 NAN_ADVICE = [
     "lower the learning rate (halve it)",
@@ -56,6 +59,7 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     started = time.perf_counter()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
+    check_available(cfg.report_to)  # a missing tracker package fails before any work
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="fp16" if cfg.dtype == "fp16" else "no",
                               cpu=not torch.cuda.is_available())
@@ -105,6 +109,15 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     if main:
         run.truncate_metrics(position.step)  # rows a crashed run logged after its checkpoint
 
+    trackers = Trackers.open(cfg.report_to if main else [], run.path,
+                             cfg.wandb_name or run.path.name, cfg.model_dump(mode="json"),
+                             cfg.wandb_project, cfg.wandb_name)
+
+    def record(row: dict[str, float]) -> None:
+        if main:
+            run.log(row)
+            trackers.log(row)
+
     window = MetricWindow()
     first: dict[str, float] = {}
     last: dict[str, float] = {}
@@ -134,8 +147,8 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
             if position.step % cfg.logging_steps == 0 or done:
                 last = window.row(position.step, progress, device)
                 first = first or last
+                record(last)
                 if main:
-                    run.log(last)
                     report.step(last)
                 window = MetricWindow()
             if eval_rows is not None and (
@@ -143,8 +156,8 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                 scores = evaluate_rows(scorer, eval_rows, eval_ref, cfg.batch_size)
                 row = {"step": position.step, "epoch": round(progress, 4),
                        **{f"eval/{k}": v for k, v in scores.items()}}
+                record(row)
                 if main:
-                    run.log(row)
                     report.evaluation(row)
                 last = {**last, **row}
             if end_of_epoch or (cfg.save_steps and position.step % cfg.save_steps == 0):
@@ -157,9 +170,12 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                 break
     except torch.OutOfMemoryError as e:
         raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
+    finally:
+        trackers.finish()
 
     if main:
         save_final(run, policy, tokenizer)
+        draw_plots(run)
     accelerator.wait_for_everyone()
     result = RunResult(run.path, last, first, position.step, time.perf_counter() - started)
     if main:
@@ -344,6 +360,14 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def draw_plots(run: RunDir) -> None:
+    """The run's charts; a run that trained well is not failed by a chart that would not draw."""
+    try:
+        plot_run(run.path)
+    except Exception as e:  # matplotlib and fonts fail in many ways; the metrics are safe
+        warnings.warn(f"could not draw the charts of {run.path}: {e}", stacklevel=2)
 
 
 def save_final(run: RunDir, policy: Any, tokenizer: Any) -> None:

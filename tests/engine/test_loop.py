@@ -67,6 +67,13 @@ def test_run_directory_layout(sample_pairs, tmp_path):
     assert (run / "final" / "tokenizer.json").exists()
     assert model.config.model_type == "llama"
 
+    charts = sorted(p.name for p in (run / "plots").iterdir())
+    assert charts == ["accuracy.png", "learning_rate.png", "loss.png", "margin.png",
+                      "rewards.png"]
+    for chart in charts:
+        data = (run / "plots" / chart).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 5000
+
 
 def test_lora_final_loads_with_from_pretrained(sample_pairs, tmp_path):
     cfg = TrainConfig(**{**FAST, "epochs": 1, "max_steps": 2, "dataset": str(sample_pairs),
@@ -143,3 +150,33 @@ def test_bf16_weights_train_on_cpu(sample_pairs, tmp_path):
                          "dataset": str(sample_pairs), "output_dir": str(tmp_path)})
     result = train(cfg)
     assert result.steps == 2 and math.isfinite(result.metrics["loss"])
+
+
+def test_trackers_get_the_same_values_as_metrics_jsonl(sample_pairs, tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "run"
+    cfg = TrainConfig(**{**FAST, "max_steps": 8, "eval_steps": 4, "eval_split": 0.25,
+                         "dataset": str(sample_pairs), "output_dir": str(run),
+                         "report_to": ["tensorboard", "mlflow"]})
+    train(cfg)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    expected = {(r["step"], r["loss"]) for r in rows if "loss" in r}
+    expected_eval = {(r["step"], r["eval/accuracy"]) for r in rows if "eval/accuracy" in r}
+    assert len(expected) == 2 and len(expected_eval) == 2
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    logged = {(e.step, e.value) for e in events.Scalars("loss")}
+    assert {s for s, _ in logged} == {s for s, _ in expected}
+    for (step, value), (_, want) in zip(sorted(logged), sorted(expected), strict=True):
+        assert value == pytest.approx(want, rel=1e-6), step
+
+    client = MlflowClient(tracking_uri=(run / "mlruns").as_uri())
+    (mlflow_run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert mlflow_run.info.run_name == "run"
+    history = {(m.step, m.value) for m in client.get_metric_history(mlflow_run.info.run_id,
+                                                                     "eval/accuracy")}
+    assert history == expected_eval
