@@ -21,17 +21,22 @@ from preftune.errors import ExitCode, PreftuneError
 
 if TYPE_CHECKING:
     from preftune.losses import LOSSES
+    from preftune.sampler import Sampler
     from preftune.trainer import Trainer
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``Trainer`` and ``LOSSES`` import torch: load them on first use, not on import."""
+    """``Trainer``, ``Sampler`` and ``LOSSES`` import torch: load them on first use."""
     if name == "Trainer":
         from preftune.trainer import Trainer
 
         return Trainer
+    if name == "Sampler":
+        from preftune.sampler import Sampler
+
+        return Sampler
     if name == "LOSSES":
         from preftune.losses import LOSSES
 
@@ -49,6 +54,7 @@ __all__ = [
     "PreferencePair",
     "PreftuneError",
     "Problem",
+    "Sampler",
     "TrainConfig",
     "Trainer",
     "ValidationReport",
