@@ -14,6 +14,7 @@ import typer
 from preftune.cli import config as config_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
+from preftune.cli import merge as merge_cmds
 from preftune.cli import plot as plot_cmds
 from preftune.cli import train as train_cmds
 from preftune.cli import use as use_cmds
@@ -41,6 +42,7 @@ def _root(
 train_cmds.register(app)
 use_cmds.register(app)
 plot_cmds.register(app)
+merge_cmds.register(app)
 dataset_cmds.register(app)
 config_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
