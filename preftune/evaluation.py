@@ -1,15 +1,13 @@
 """Score models on preference data: preference accuracy, reward margin, loss, log-probs.
 
-What a name stands for (``locate``): a run directory (its final model, or a checkpoint from
-``checkpoints.jsonl``, with the run's config), or anything ``--model`` takes. How pairs are
-scored (``Scoring``): by the run's loss against its reference (the base model: for a LoRA run,
-the same weights with adapters disabled), reference-free for SimPO/ORPO/SFT, and by average
-log-probability when no reference is known.
+What a name stands for comes from ``runs.locate``. How pairs are scored (``Scoring``): by
+the run's loss against its reference (the base model; for a LoRA run, the same weights with
+adapters disabled), reference-free for SimPO/ORPO/SFT, and by average log-probability when
+no reference is known.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,58 +20,10 @@ from preftune.data.records import PreferenceDataset
 from preftune.data.tokenize import tokenize_pairs
 from preftune.engine.evaluate import Scorer
 from preftune.engine.logprobs import TokenRows
-from preftune.errors import MissingError, UsageError
+from preftune.errors import MissingError
 from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
 from preftune.models.load import load_model, load_tokenizer, resolve_model
-
-
-@dataclass(frozen=True)
-class Located:
-    """What a model name or run directory stands for."""
-
-    name: str  # as the user gave it
-    model_dir: str  # the model or adapter to load (a directory or hub id)
-    tokenizer_dir: str
-    run_config: TrainConfig | None = None  # set for a run directory
-
-    @property
-    def is_adapter(self) -> bool:
-        return (Path(self.model_dir) / "adapter_config.json").exists()
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "config.json").exists() and (path / "metrics.jsonl").exists()
-
-
-def locate(source: str | Path, checkpoint: str | None = None) -> Located:
-    """Resolve a run directory (final model, or ``checkpoint``: a name or "latest") or a model."""
-    path = Path(source)
-    if not is_run_dir(path):
-        if checkpoint is not None:
-            raise UsageError(f"--checkpoint needs a run directory; {source} is not one")
-        resolved = resolve_model(str(source))
-        return Located(str(source), resolved, resolved)
-    record = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    config = TrainConfig.build(record["config"])
-    final = path / "final"
-    tokenizer_dir = str(final) if final.exists() else resolve_model(config.model)
-    if checkpoint is None and final.exists():
-        return Located(str(source), str(final), tokenizer_dir, config)
-    rows = [json.loads(line) for line in (path / "checkpoints.jsonl").read_text().splitlines()
-            if line.strip()] if (path / "checkpoints.jsonl").exists() else []
-    rows = [r for r in rows if (path / r["model_path"]).exists()]
-    if not rows:
-        raise MissingError(f"{source} has no final model and no checkpoint yet",
-                           [f"resume it: preftune train --resume {source}"])
-    if checkpoint in (None, "latest"):
-        row = rows[-1]
-    else:
-        named = [r for r in rows if r["name"] == checkpoint]
-        if not named:
-            raise UsageError(f"{source} has no checkpoint {checkpoint!r}",
-                             ["checkpoints: " + ", ".join(r["name"] for r in rows)])
-        row = named[0]
-    return Located(str(source), str(path / row["model_path"]), tokenizer_dir, config)
+from preftune.runs.locate import Located
 
 
 def load_located(located: Located) -> Any:
@@ -174,9 +124,9 @@ def summarize(per_pair: list[dict[str, float]]) -> dict[str, float]:
 
 def _same_model(reference: str, located: Located) -> bool:
     """Whether ``reference`` names the base model under ``located``'s adapter."""
-    config = json.loads((Path(located.model_dir) / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
+    assert located.base is not None
     try:
-        return bool(base) and Path(resolve_model(reference)).resolve() == Path(base).resolve()
+        return Path(resolve_model(reference)).resolve() == Path(
+            resolve_model(located.base)).resolve()
     except MissingError:
         return False

@@ -18,8 +18,9 @@ import torch
 
 from preftune.data.records import Message
 from preftune.errors import UsageError
-from preftune.evaluation import load_located, locate
+from preftune.evaluation import load_located
 from preftune.models.load import load_tokenizer
+from preftune.runs.locate import locate
 
 Prompt = str | list[Message]
 

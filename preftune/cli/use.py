@@ -54,7 +54,8 @@ def eval_cmd(
 ) -> None:
     """Preference accuracy, reward margin, loss and log-probs of a model on preference data."""
     from preftune.data.validate import load_preferences
-    from preftune.evaluation import Scoring, evaluate, locate
+    from preftune.evaluation import Scoring, evaluate
+    from preftune.runs.locate import locate
 
     name = _one_source(source, model)
     if not dataset:

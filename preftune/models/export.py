@@ -17,13 +17,8 @@ import yaml
 from preftune.errors import MissingError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.models.load import load_tokenizer, resolve_model
-from preftune.models.merge import (
-    check_output,
-    is_run_dir,
-    merged_model,
-    resolve_source,
-    write_model,
-)
+from preftune.models.merge import check_output, merged_model, write_model
+from preftune.runs.locate import is_run_dir, locate
 from preftune.runs.rundir import RunDir
 
 Kind = Literal["merged", "adapter", "full"]
@@ -48,14 +43,14 @@ def export_run(run_dir: str | Path, output: str | Path, merge: bool = True,
         raise UsageError(f"{run_dir} is not a run directory: it has no config.json and "
                          "metrics.jsonl", ["pass the directory `preftune train` wrote"])
     record = json.loads(run.config_path.read_text(encoding="utf-8"))
-    source = resolve_source(run.path)
+    source = locate(run.path)
     check_output(output, [source])
     kind: Kind = "full" if source.base is None else "merged" if merge else "adapter"
     with atomic_dir(output) as tmp:
         if kind == "merged":
-            write_model(merged_model(source), load_tokenizer(source.tokenizer), tmp)
+            write_model(merged_model(source), load_tokenizer(source.tokenizer_dir), tmp)
         else:
-            shutil.copytree(source.path, tmp, dirs_exist_ok=True)
+            shutil.copytree(source.model_dir, tmp, dirs_exist_ok=True)
         card = model_card(record, run.metrics(), kind, push_to_hub or str(output))
         (tmp / "README.md").write_text(card, encoding="utf-8")
     if push_to_hub:

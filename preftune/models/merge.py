@@ -15,17 +15,16 @@ import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 
 from preftune.config import read_yaml
-from preftune.errors import ConfigError, MissingError, UsageError
+from preftune.errors import ConfigError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.models.load import load_model, load_tokenizer, resolve_model
-from preftune.runs.rundir import RunDir
+from preftune.runs.locate import Located, is_run_dir, locate
 
 Strategy = Literal["linear", "ties", "dare_linear", "dare_ties", "cat"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -40,48 +39,13 @@ class MergeWarning(UserWarning):
     """A merge that runs but may not be what was meant (weights that do not sum to 1)."""
 
 
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model's weights and tokenizer are; an adapter also names its base model."""
-
-    path: str            # a model or adapter directory, or a hub id / alias of a full model
-    base: str | None     # the base model an adapter applies to; None for a full model
-    tokenizer: str       # a directory or model name to read the tokenizer from
-
-    @property
-    def is_adapter(self) -> bool:
-        return self.base is not None
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a directory ``preftune train`` wrote."""
-    return (path / "config.json").exists() and (path / "metrics.jsonl").exists()
-
-
-def resolve_source(source: str | Path, checkpoint: str | None = None) -> ModelSource:
-    """The model that ``source`` stands for: a run's final model (or ``checkpoint``), an
-    adapter directory, or a full model (a directory, hub id or alias)."""
-    path = Path(source)
-    if is_run_dir(path):
-        return _run_source(RunDir(path), checkpoint)
-    if checkpoint is not None:
-        raise UsageError(f"--checkpoint needs a run directory; {source} is not one "
-                         "(it has no config.json and metrics.jsonl)",
-                         ["pass the directory `preftune train` wrote"])
-    if (path / "adapter_config.json").exists():
-        base = _adapter_base(path)
-        return ModelSource(str(path), base, str(path) if _has_tokenizer(path) else base)
-    resolve_model(str(source))  # fails early, with hints, for a name that is no model
-    return ModelSource(str(source), None, str(source))
-
-
-def merged_model(source: ModelSource) -> Any:
+def merged_model(source: Located) -> Any:
     """The base model of adapter ``source`` with the adapter folded into its weights."""
     from peft import PeftModel
 
     if source.base is None:
-        raise _nothing_to_merge(source.path)
-    peft_model = PeftModel.from_pretrained(_load_fp32(source.base), source.path)
+        raise _nothing_to_merge(source.model_dir)
+    peft_model = PeftModel.from_pretrained(_load_fp32(source.base), source.model_dir)
     return _as_stored_dtype(peft_model.merge_and_unload(), source.base)
 
 
@@ -91,12 +55,12 @@ def write_model(model: Any, tokenizer: Any, directory: Path) -> None:
     tokenizer.save_pretrained(directory)
 
 
-def check_output(output: Path, sources: Sequence[ModelSource]) -> None:
+def check_output(output: Path, sources: Sequence[Located]) -> None:
     """Refuse an output directory whose replacement would destroy something else: a source,
     a run directory, or a directory that holds anything but a model."""
     target = output.resolve()
     for source in sources:
-        path = Path(source.path)
+        path = Path(source.model_dir)
         if path.exists() and (target == path.resolve() or target in path.resolve().parents):
             raise UsageError(f"output {output} would replace the model being read ({path})",
                              ["write to a new directory"])
@@ -125,13 +89,13 @@ def merge_adapter(source: str | Path, output: str | Path,
     has nothing to merge: ``UsageError`` (export copies it instead).
     """
     output = Path(output)
-    model_source = resolve_source(source, checkpoint)
+    model_source = locate(source, checkpoint)
     if model_source.base is None:
-        raise _nothing_to_merge(model_source.path)
+        raise _nothing_to_merge(model_source.model_dir)
     check_output(output, [model_source])
     model = merged_model(model_source)
     with atomic_dir(output) as tmp:
-        write_model(model, load_tokenizer(model_source.tokenizer), tmp)
+        write_model(model, load_tokenizer(model_source.tokenizer_dir), tmp)
     return output
 
 
@@ -169,7 +133,7 @@ def weighted_merge(models: Sequence[tuple[str, float]], strategy: str, output: s
     bad = [w for w in weights if not math.isfinite(w)]
     if bad:
         raise UsageError(f"merge weight {bad[0]!r} is not a finite number")
-    sources = [resolve_source(path) for path, _ in models]
+    sources = [locate(path) for path, _ in models]
     _check_one_kind(sources)
     if not sources[0].is_adapter and strategy != "linear":
         raise UsageError(f"strategy {strategy!r} merges LoRA adapters; full models merge only "
@@ -183,7 +147,7 @@ def weighted_merge(models: Sequence[tuple[str, float]], strategy: str, output: s
     else:
         model = _merge_full(sources, weights)
     with atomic_dir(output) as tmp:
-        write_model(model, load_tokenizer(sources[0].tokenizer), tmp)
+        write_model(model, load_tokenizer(sources[0].tokenizer_dir), tmp)
     return output
 
 
@@ -241,50 +205,14 @@ def _describe(err: Any) -> str:
 # --------------------------------------------------------------------------------- helpers
 
 
-def _run_source(run: RunDir, checkpoint: str | None) -> ModelSource:
-    record = json.loads(run.config_path.read_text(encoding="utf-8"))
-    model_name = str(record["config"]["model"])
-    if checkpoint is None:
-        directory = run.final_path
-        if not directory.exists():
-            raise MissingError(f"{run.path} has no final model yet", [
-                f"finish or resume the run: preftune train --resume {run.path}",
-                "or merge one of its checkpoints: --checkpoint NAME"])
-    else:
-        rows = {row["name"]: row for row in run.checkpoints()}
-        if checkpoint not in rows:
-            raise UsageError(f"{run.path} has no checkpoint {checkpoint!r}",
-                             [f"checkpoints on disk: {', '.join(rows) or 'none'}"])
-        directory = run.path / rows[checkpoint]["model_path"]
-    # Checkpoints hold no tokenizer; training never changes it, so final/'s or the base's do.
-    tokenizer = next((str(d) for d in (directory, run.final_path) if _has_tokenizer(d)),
-                     model_name)
-    is_adapter = (directory / "adapter_config.json").exists()
-    return ModelSource(str(directory), model_name if is_adapter else None, tokenizer)
-
-
-def _adapter_base(directory: Path) -> str:
-    config = json.loads((directory / "adapter_config.json").read_text(encoding="utf-8"))
-    base = config.get("base_model_name_or_path")
-    if not base:
-        raise UsageError(f"{directory}/adapter_config.json names no base model "
-                         "(base_model_name_or_path)", ["set it to the model it was trained on"])
-    return str(base)
-
-
-def _has_tokenizer(directory: Path) -> bool:
-    return any((directory / name).exists() for name in ("tokenizer.json",
-                                                        "tokenizer_config.json"))
-
-
 def _nothing_to_merge(path: str) -> UsageError:
     return UsageError(f"nothing to merge: {path} holds a full model, not a LoRA adapter",
                       ["to copy it with a model card: preftune export RUN_DIR --output DIR"])
 
 
-def _check_one_kind(sources: Sequence[ModelSource]) -> None:
-    adapters = [s.path for s in sources if s.is_adapter]
-    full = [s.path for s in sources if not s.is_adapter]
+def _check_one_kind(sources: Sequence[Located]) -> None:
+    adapters = [s.model_dir for s in sources if s.is_adapter]
+    full = [s.model_dir for s in sources if not s.is_adapter]
     if adapters and full:
         raise UsageError("cannot merge LoRA adapters with full models: "
                          f"adapters {', '.join(adapters)}; full models {', '.join(full)}",
@@ -309,23 +237,23 @@ def _as_stored_dtype(model: Any, name: str) -> Any:
     return model
 
 
-def _merge_full(sources: Sequence[ModelSource], weights: Sequence[float]) -> Any:
+def _merge_full(sources: Sequence[Located], weights: Sequence[float]) -> Any:
     """sum_i w_i * theta_i over every parameter, holding one extra model at a time."""
     import torch
 
-    merged = _load_fp32(sources[0].path)
+    merged = _load_fp32(sources[0].model_dir)
     # named_parameters lists a tied weight once, so it is scaled once.
     params = dict(merged.named_parameters())
     with torch.no_grad():
         for param in params.values():
             param.mul_(weights[0])
         for source, weight in zip(sources[1:], weights[1:], strict=True):
-            other = _load_fp32(source.path)
-            _check_same_shapes(sources[0].path, merged, source.path, other)
+            other = _load_fp32(source.model_dir)
+            _check_same_shapes(sources[0].model_dir, merged, source.model_dir, other)
             for name, param in other.named_parameters():
                 params[name].add_(param, alpha=weight)
             del other
-    return _as_stored_dtype(merged, sources[0].path)
+    return _as_stored_dtype(merged, sources[0].model_dir)
 
 
 def _check_same_shapes(name_a: str, a: Any, name_b: str, b: Any) -> None:
@@ -350,7 +278,7 @@ def _mismatch(detail: str) -> UsageError:
                        "fine-tunes of one base model"])
 
 
-def _merge_adapters(sources: Sequence[ModelSource], weights: Sequence[float], strategy: str,
+def _merge_adapters(sources: Sequence[Located], weights: Sequence[float], strategy: str,
                     density: float) -> Any:
     """Adapters combined by peft's ``add_weighted_adapter``, folded into their base."""
     import torch
@@ -358,7 +286,7 @@ def _merge_adapters(sources: Sequence[ModelSource], weights: Sequence[float], st
 
     _check_one_base(sources)
     if strategy in _EQUAL_RANKS:
-        ranks = {s.path: _adapter_rank(Path(s.path)) for s in sources}
+        ranks = {s.model_dir: _adapter_rank(Path(s.model_dir)) for s in sources}
         if len(set(ranks.values())) > 1:
             listed = ", ".join(f"{path} (r={r})" for path, r in ranks.items())
             raise UsageError(f"strategy {strategy!r} needs adapters of equal rank: {listed}",
@@ -366,9 +294,9 @@ def _merge_adapters(sources: Sequence[ModelSource], weights: Sequence[float], st
     names = [f"adapter_{i}" for i in range(len(sources))]
     base = sources[0].base
     assert base is not None  # _check_one_kind: every source is an adapter
-    model = PeftModel.from_pretrained(_load_fp32(base), sources[0].path, adapter_name=names[0])
+    model = PeftModel.from_pretrained(_load_fp32(base), sources[0].model_dir, adapter_name=names[0])
     for name, source in zip(names[1:], sources[1:], strict=True):
-        model.load_adapter(source.path, adapter_name=name)
+        model.load_adapter(source.model_dir, adapter_name=name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_DARE_SEED)  # DARE drops entries at random: same inputs, same merge
         try:
@@ -380,9 +308,9 @@ def _merge_adapters(sources: Sequence[ModelSource], weights: Sequence[float], st
     return _as_stored_dtype(model.merge_and_unload(adapter_names=["merged"]), base)
 
 
-def _check_one_base(sources: Sequence[ModelSource]) -> None:
+def _check_one_base(sources: Sequence[Located]) -> None:
     if len({_base_key(str(s.base)) for s in sources}) > 1:
-        listed = "; ".join(f"{s.path} on {s.base}" for s in sources)
+        listed = "; ".join(f"{s.model_dir} on {s.base}" for s in sources)
         raise UsageError(f"the adapters apply to different base models: {listed}",
                          ["merge only adapters trained on one base model"])
 
