@@ -4,6 +4,9 @@ import json
 
 import pytest
 
+from preftune.cli.common import state
+from preftune.cli.main import main
+
 
 @pytest.fixture(scope="session", autouse=True)
 def preftune_cache(tmp_path_factory):
@@ -39,4 +42,26 @@ def trained_run(sample_pairs, tmp_path_factory):
     train(TrainConfig(dataset=str(sample_pairs), output_dir=str(run), epochs=3, batch_size=8,
                       grad_accum=1, learning_rate=2e-3, warmup_steps=2, max_length=256,
                       max_prompt_length=128, logging_steps=4))
+    return run
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the preftune command in-process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> Result:
+        state.verbose = False
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = int(e.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
     return run

@@ -16,6 +16,7 @@ from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
 from preftune.cli import merge as merge_cmds
 from preftune.cli import plot as plot_cmds
+from preftune.cli import sweep as sweep_cmds
 from preftune.cli import train as train_cmds
 from preftune.cli import use as use_cmds
 from preftune.cli.common import print_error, quiet_libraries, state
@@ -40,6 +41,7 @@ def _root(
 
 
 train_cmds.register(app)
+sweep_cmds.register(app)
 use_cmds.register(app)
 plot_cmds.register(app)
 merge_cmds.register(app)

@@ -59,22 +59,29 @@ def train_cmd(
     if resume is not None:
         train(None, resume=resume, reporter=ConsoleReporter())
         return
-    values: dict[str, Any] = read_yaml(config) if config else {}
     flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
              "preset": preset, "beta": beta, "learning_rate": learning_rate,
              "epochs": epochs, "batch_size": batch_size, "n_examples": n_examples,
              "eval_split": eval_split, "max_steps": max_steps,
              "save_total_limit": save_total_limit,
              "exp_name": exp_name, "output_dir": output_dir}
-    values.update({k: v for k, v in flags.items() if v is not None})
-    values.update(parse_overrides(overrides or []))
-    cfg = TrainConfig.build(values)
+    cfg = TrainConfig.build(gather_values(read_yaml(config) if config else {}, flags,
+                                          overrides))
     if dry_run:
         from preftune.engine.dryrun import dry_run as plan
 
         print(json.dumps(plan(cfg), indent=2))
         return
     train(cfg, reporter=ConsoleReporter())
+
+
+def gather_values(file_values: dict[str, Any], flags: dict[str, Any],
+                  overrides: list[str] | None) -> dict[str, Any]:
+    """Options in order of precedence: the config file, then flags given, then key=value."""
+    values = dict(file_values)
+    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(parse_overrides(overrides or []))
+    return values
 
 
 class ConsoleReporter(Reporter):

@@ -1,0 +1,86 @@
+"""``preftune sweep``: a grid of training runs under one directory, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from preftune.cli.common import out
+from preftune.cli.train import ConsoleReporter, gather_values
+
+
+def register(app: typer.Typer) -> None:
+    app.command("sweep")(sweep_cmd)
+
+
+def sweep_cmd(
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="Options shared by every run, as key=value.")] = None,
+    grid: Annotated[list[str] | None, typer.Option(
+        help="OPTION=V1,V2,... (repeatable): the runs are every combination.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="A YAML file of "
+                                                "options, with grid: lists and a name:.")] = None,
+    sweep_dir: Annotated[Path | None, typer.Option(help="The sweep directory (default: "
+                                                   "experiments/<name>_<date>).")] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the sweep.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Training data.")] = None,
+    eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
+    model: Annotated[str | None, typer.Option(help="The model.")] = None,
+    algo: Annotated[str | None, typer.Option(help="The loss.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A preset.")] = None,
+    beta: Annotated[float | None, typer.Option(help="Beta.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
+    eval_split: Annotated[float | None, typer.Option(help="Held-out share of the pairs.")]
+    = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop each run after N steps.")] = None,
+) -> None:
+    """Train every combination of a grid, one run after another; rerun to resume."""
+    from preftune.engine.loop import train
+    from preftune.runs.sweep import (
+        Sweep,
+        absolute_paths,
+        default_sweep_dir,
+        expand,
+        parse_grid,
+        read_sweep_yaml,
+    )
+
+    file_values: dict[str, Any] = {}
+    axes: dict[str, list[Any]] = {}
+    if config is not None:
+        file_values, axes, file_name = read_sweep_yaml(config)
+        name = name or file_name
+    axes.update(parse_grid(grid or []))
+    flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
+             "preset": preset, "beta": beta, "learning_rate": learning_rate, "epochs": epochs,
+             "batch_size": batch_size, "eval_split": eval_split, "max_steps": max_steps}
+    base = absolute_paths(gather_values(file_values, flags, overrides))
+    base.pop("output_dir", None)  # every run has its own, inside the sweep
+    axes = absolute_paths(axes)
+    runs = expand(base, axes)
+    path = sweep_dir or default_sweep_dir(axes, name)
+    sweep = Sweep(path)
+    sweep.create(name or path.name, base, axes, runs)
+    out.print(f"sweep {escape(str(path))}: {len(runs)} runs over "
+              f"{' × '.join(f'{k} ({len(v)})' for k, v in axes.items())}")
+
+    def announce(row: dict[str, Any], what: str) -> None:
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        out.print(f"[bold]{escape(row['name'])}[/] ({escape(params)}): {what}")
+
+    statuses = sweep.run_all(lambda cfg, resume=None: train(cfg, resume=resume,
+                                                             reporter=ConsoleReporter()),
+                             announce)
+    done = sum(1 for s in statuses.values() if s == "done")
+    out.print(f"sweep finished: {done} of {len(statuses)} runs done")
+    failed = [n for n, s in statuses.items() if s == "failed"]
+    if failed:
+        from preftune.errors import TrainingError
+
+        raise TrainingError(f"{len(failed)} runs failed: {', '.join(failed)}",
+                            [f"see {path / 'sweep.json'}; rerun the same command to retry them"])
