@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from preftune.cli import compare as compare_cmds
 from preftune.cli import config as config_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
@@ -45,6 +46,7 @@ sweep_cmds.register(app)
 use_cmds.register(app)
 plot_cmds.register(app)
 merge_cmds.register(app)
+compare_cmds.register(app)
 dataset_cmds.register(app)
 config_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")

@@ -78,9 +78,21 @@ def sweep_cmd(
                              announce)
     done = sum(1 for s in statuses.values() if s == "done")
     out.print(f"sweep finished: {done} of {len(statuses)} runs done")
+    if done:
+        _report(path)
     failed = [n for n, s in statuses.items() if s == "failed"]
     if failed:
         from preftune.errors import TrainingError
 
         raise TrainingError(f"{len(failed)} runs failed: {', '.join(failed)}",
                             [f"see {path / 'sweep.json'}; rerun the same command to retry them"])
+
+
+def _report(path: Path) -> None:
+    """The comparison of the finished runs: the best sentence here, the report in compare/."""
+    from preftune.runs.compare import best_sentence, compare_runs, write_report
+
+    comparison = compare_runs([path])
+    files = write_report(comparison, path / "compare")
+    out.print(best_sentence(comparison))
+    out.print(f"report: {escape(str(files['report']))}")
