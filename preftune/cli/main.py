@@ -15,6 +15,7 @@ from preftune.cli import compare as compare_cmds
 from preftune.cli import config as config_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
+from preftune.cli import diagnose as diagnose_cmds
 from preftune.cli import merge as merge_cmds
 from preftune.cli import plot as plot_cmds
 from preftune.cli import sweep as sweep_cmds
@@ -47,6 +48,7 @@ use_cmds.register(app)
 plot_cmds.register(app)
 merge_cmds.register(app)
 compare_cmds.register(app)
+diagnose_cmds.register(app)
 dataset_cmds.register(app)
 config_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")

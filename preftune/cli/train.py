@@ -125,6 +125,11 @@ class ConsoleReporter(Reporter):
         out.print(f"eval at step {int(row['step'])}: loss {row['eval/loss']:.4f}, "
                   f"accuracy {row['eval/accuracy']:.2f}, margin {row['eval/margin']:.3f}")
 
+    def warning(self, finding: Any) -> None:
+        out.print(f"[bold yellow]warning:[/] {escape(finding.evidence)}")
+        for line in finding.advice:
+            out.print(f"  [yellow]advice:[/] {escape(line)}")
+
     def finish(self, result: RunResult) -> None:
         if self.progress is not None:
             self.progress.stop()
@@ -140,5 +145,8 @@ class ConsoleReporter(Reporter):
             if key in last:
                 table.add_row(key, "", f"{last[key]:.4f}")
         out.print(table)
+        if result.diagnosis is not None:
+            out.print(f"diagnosis: {escape(result.diagnosis['verdict'])}: "
+                      f"{escape(result.diagnosis['summary'])}")
         out.print(f"run directory: {escape(str(result.run_dir))}")
         out.print(f"final model: {escape(str(result.run_dir / 'final'))}")

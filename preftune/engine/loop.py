@@ -37,6 +37,7 @@ from preftune.errors import OutOfMemoryError, TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
 from preftune.models.load import add_lora, load_model, load_tokenizer, resolve_model
+from preftune.runs.diagnose import LiveMonitor, diagnose_run
 from preftune.runs.plots import plot_run
 from preftune.runs.rundir import RunDir
 from preftune.runs.trackers import Trackers, check_available
@@ -118,6 +119,7 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
             run.log(row)
             trackers.log(row)
 
+    monitor = LiveMonitor(cfg.model_dump(mode="json"))
     window = MetricWindow()
     first: dict[str, float] = {}
     last: dict[str, float] = {}
@@ -148,8 +150,11 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                 last = window.row(position.step, progress, device)
                 first = first or last
                 record(last)
+                finding = monitor.update(last)
                 if main:
                     report.step(last)
+                    if finding is not None:
+                        report.warning(finding)
                 window = MetricWindow()
             if eval_rows is not None and (
                     done or (cfg.eval_steps and position.step % cfg.eval_steps == 0)):
@@ -173,11 +178,14 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     finally:
         trackers.finish()
 
+    diagnosis = None
     if main:
         save_final(run, policy, tokenizer)
         draw_plots(run)
+        diagnosis = diagnose_run(run.path).to_dict()  # also written to diagnosis.json
     accelerator.wait_for_everyone()
-    result = RunResult(run.path, last, first, position.step, time.perf_counter() - started)
+    result = RunResult(run.path, last, first, position.step, time.perf_counter() - started,
+                       diagnosis)
     if main:
         report.finish(result)
     return result

@@ -7,6 +7,7 @@ from transformers import AutoModelForCausalLM
 
 from preftune.config import TrainConfig
 from preftune.engine.loop import StepPlan, make_scheduler, train
+from preftune.engine.report import Reporter
 from preftune.errors import ExitCode, TrainingError
 
 FAST = {"epochs": 4, "batch_size": 8, "grad_accum": 1, "learning_rate": 2e-3,
@@ -180,3 +181,34 @@ def test_trackers_get_the_same_values_as_metrics_jsonl(sample_pairs, tmp_path, m
     history = {(m.step, m.value) for m in client.get_metric_history(mlflow_run.info.run_id,
                                                                      "eval/accuracy")}
     assert history == expected_eval
+
+
+class Warnings(Reporter):
+    def __init__(self) -> None:
+        self.findings: list = []
+
+    def warning(self, finding) -> None:
+        self.findings.append(finding)
+
+
+def test_a_rising_loss_warns_live_and_is_diagnosed(sample_pairs, tmp_path, monkeypatch):
+    from preftune.engine import loop
+
+    real = loop.LOSSES["dpo"]
+    calls = {"n": 0}
+
+    def rising(logps, params):  # a loss that grows step after step, as a diverging run's
+        calls["n"] += 1
+        out = real(logps, params)
+        return type(out)(out.losses * (1.0 + 0.05 * calls["n"]), out.chosen_rewards,
+                         out.rejected_rewards)
+
+    monkeypatch.setitem(loop.LOSSES, "dpo", rising)
+    reporter = Warnings()
+    cfg = TrainConfig(**{**FAST, "learning_rate": 1e-5, "epochs": 12, "logging_steps": 1,
+                         "dataset": str(sample_pairs), "output_dir": str(tmp_path)})
+    result = train(cfg, reporter=reporter)
+    assert [f.condition for f in reporter.findings] == ["diverging"]
+    assert any("1e-05 -> 5e-06" in line for line in reporter.findings[0].advice)
+    saved = json.loads((tmp_path / "diagnosis.json").read_text())
+    assert saved["verdict"] == "diverging" == result.diagnosis["verdict"]
