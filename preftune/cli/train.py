@@ -146,7 +146,8 @@ class ConsoleReporter(Reporter):
                 table.add_row(key, "", f"{last[key]:.4f}")
         out.print(table)
         if result.diagnosis is not None:
-            out.print(f"diagnosis: {escape(result.diagnosis['verdict'])}: "
-                      f"{escape(result.diagnosis['summary'])}")
+            verdict, summary = result.diagnosis["verdict"], result.diagnosis["summary"]
+            line = summary if summary.startswith(verdict) else f"{verdict}: {summary}"
+            out.print(f"diagnosis: {escape(line)}")
         out.print(f"run directory: {escape(str(result.run_dir))}")
         out.print(f"final model: {escape(str(result.run_dir / 'final'))}")

@@ -81,12 +81,15 @@ class Comparison:
         return data
 
 
+TIEBREAK = "eval/loss"
+
+
 def compare_runs(paths: Sequence[Path], metric: str = "eval/accuracy",
                  higher_is_better: bool | None = None) -> Comparison:
     """Summarise and rank the runs in ``paths``: one sweep directory, or run directories.
 
     ``higher_is_better`` None decides by the metric's name (lower for losses). Runs that
-    never logged the metric rank last; ties go to the name first in order.
+    never logged the metric rank last; ties go to the lower final eval loss, then the name.
     """
     named, sweep = find_runs(paths)
     records = [_read_config(path) for _, path in named]
@@ -96,11 +99,13 @@ def compare_runs(paths: Sequence[Path], metric: str = "eval/accuracy",
             for (name, path), record, config in zip(named, records, configs, strict=True)]
     higher = _higher_is_better(metric) if higher_is_better is None else higher_is_better
 
-    def rank(run: RunSummary) -> tuple[bool, float, str]:
+    def rank(run: RunSummary) -> tuple[bool, float, float, str]:
         value = run.final.get(metric)
+        # Equal scores (common: accuracy over a small eval set) go to the lower eval loss.
+        tiebreak = run.final.get(TIEBREAK, math.inf) if metric != TIEBREAK else 0.0
         if value is None:
-            return True, 0.0, run.name
-        return False, -value if higher else value, run.name
+            return True, 0.0, tiebreak, run.name
+        return False, -value if higher else value, tiebreak, run.name
 
     runs.sort(key=rank)
     scored = [r for r in runs if metric in r.final]

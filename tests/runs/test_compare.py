@@ -140,12 +140,13 @@ def test_wall_time_is_unknown_when_the_run_was_copied_without_its_times(sweep):
     assert compare_runs([run]).runs[0].wall_seconds is None
 
 
-def test_runs_without_the_metric_rank_last_and_ties_go_by_name(tmp_path):
+def test_runs_without_the_metric_rank_last_and_ties_go_by_eval_loss_then_name(tmp_path):
     a = make_run(tmp_path / "a", 0.1, [0.7], [0.6])
     b = make_run(tmp_path / "b", 0.1, [0.7], [0.5])
+    c = make_run(tmp_path / "c", 0.1, [0.7], [0.6])
     no_eval = make_run(tmp_path / "0-no-eval", 0.1)
-    comparison = compare_runs([no_eval, b, a])
-    assert names(comparison.runs) == ["a", "b", "0-no-eval"]
+    comparison = compare_runs([no_eval, c, b, a])
+    assert names(comparison.runs) == ["b", "a", "c", "0-no-eval"]
     assert comparison.gap == 0.0 and comparison.runs[0].params == {}
     alone = compare_runs([no_eval])
     assert alone.best is None and alone.gap is None
