@@ -415,6 +415,7 @@ def _html_diagnoses(runs: list[RunSummary]) -> str:
     for run in runs:
         summary = run.diagnosis_summary or ("not diagnosed yet" if run.diagnosis == NO_VALUE
                                             else "")
+        summary = summary.removeprefix(f"{run.diagnosis}: ")  # the badge already says it
         items.append(f"<li><span class=\"badge {_verdict_class(run.diagnosis)}\">"
                      f"{_e(run.diagnosis)}</span> <b>{_e(run.name)}</b>"
                      + (f" — {_e(summary)}" if summary else "") + "</li>")
