@@ -55,6 +55,9 @@ def resolve_model(name: str, what: str = "model") -> str:
             raise MissingError(f"{name} holds no {what}: none of {', '.join(_MARKERS)}",
                                ["pass a directory written by save_pretrained"])
         return str(path)
+    if name.startswith(("/", ".", "~")):  # a path, never an alias or a hub id
+        raise MissingError(f"no such directory: {name}",
+                           [f"check the path of the {what} (or run) directory"])
     if _HUB_ID.fullmatch(name):
         return name
     raise MissingError(f"unknown {what} {name!r}", [

@@ -86,4 +86,4 @@ def test_missing_tokenizer_exits_4(cli, tmp_path):
     path.write_text(json.dumps({"prompt": "a", "chosen": "b", "rejected": "c"}) + "\n")
     result = cli("validate", path, "--tokenizer", tmp_path / "no-tokenizer")
     assert result.code == 4
-    assert "error: unknown tokenizer" in result.err
+    assert "error: no such directory:" in result.err

@@ -66,3 +66,11 @@ def test_lora_reference_is_the_base_model():
     assert torch.equal(disabled.chosen, expected.chosen)
     assert torch.equal(disabled.rejected, expected.rejected)
     assert not torch.allclose(adapted.chosen, expected.chosen)
+
+
+def test_a_missing_path_is_named_as_a_path(tmp_path):
+    with pytest.raises(MissingError, match=r"no such directory: /nonexistent/run") as info:
+        resolve_model("/nonexistent/run")
+    assert info.value.exit_code == 4
+    with pytest.raises(MissingError, match="no such directory: ./not-here"):
+        resolve_model("./not-here", "tokenizer")
