@@ -12,9 +12,6 @@ from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from preftune.cli.merge import register
-from preftune.config import TrainConfig
-from preftune.data.sample import iter_samples
-from preftune.engine.loop import train
 from preftune.errors import ExitCode, MissingError, UsageError
 from preftune.fsutil import read_jsonl
 from preftune.models.export import export_run
@@ -22,21 +19,6 @@ from preftune.models.load import load_model
 from preftune.models.tiny import tiny_path
 
 Q_PROJ = "model.layers.0.self_attn.q_proj"
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory):
-    """A 3-step LoRA run on the tiny model that logs every step and evaluates at the end."""
-    tmp = tmp_path_factory.mktemp("export")
-    data = tmp / "pairs.jsonl"
-    with data.open("w", encoding="utf-8") as f:
-        for s in iter_samples(16, seed=1):
-            f.write(json.dumps({"prompt": s.prompt, "chosen": s.responses[0],
-                                "rejected": s.responses[-1]}) + "\n")
-    train(TrainConfig(dataset=str(data), output_dir=str(tmp / "run"), max_steps=3,
-                      batch_size=4, grad_accum=1, learning_rate=2e-3, max_length=256,
-                      max_prompt_length=128, eval_split=0.25, logging_steps=1))
-    return tmp / "run"
 
 
 @pytest.fixture(scope="module")

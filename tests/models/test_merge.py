@@ -10,10 +10,8 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from preftune.cli.merge import parse_model_weight, register
-from preftune.config import TrainConfig
 from preftune.data.sample import iter_samples
 from preftune.engine.logprobs import collate_pairs, sequence_logps
-from preftune.engine.loop import train
 from preftune.errors import ConfigError, MissingError, UsageError
 from preftune.models.load import add_lora, load_model, load_tokenizer
 from preftune.models.merge import (
@@ -25,21 +23,6 @@ from preftune.models.merge import (
 from preftune.models.tiny import tiny_path
 
 Q_PROJ = "model.layers.0.self_attn.q_proj"
-
-
-@pytest.fixture(scope="module")
-def lora_run(tmp_path_factory):
-    """A 3-step LoRA run on the tiny model, with a checkpoint at step 2."""
-    tmp = tmp_path_factory.mktemp("merge")
-    data = tmp / "pairs.jsonl"
-    with data.open("w", encoding="utf-8") as f:
-        for s in iter_samples(16, seed=1):
-            f.write(json.dumps({"prompt": s.prompt, "chosen": s.responses[0],
-                                "rejected": s.responses[-1]}) + "\n")
-    train(TrainConfig(dataset=str(data), output_dir=str(tmp / "run"), max_steps=3,
-                      batch_size=4, grad_accum=1, learning_rate=2e-3, max_length=256,
-                      max_prompt_length=128, save_steps=2))
-    return tmp / "run"
 
 
 @pytest.fixture(scope="module")
