@@ -91,10 +91,10 @@ def default_run_dir(dataset: str | None, model: str, learning_rate: float, beta:
                     today: date | None = None) -> Path:
     """``experiments/<dataset>_<model>_lr<lr>_beta<beta>_<date>`` (``<exp_name>`` instead of
     ``<dataset>`` when given), with a numeric suffix if the name is taken."""
-    data = _slug(exp_name if exp_name else
+    data = slug(exp_name if exp_name else
                  Path(dataset).stem if dataset and not dataset.startswith("hf:")
                  else (dataset or "data").removeprefix("hf:"))
-    name = (f"{data}_{_slug(model.rstrip('/').split('/')[-1])}_lr{learning_rate:g}"
+    name = (f"{data}_{slug(model.rstrip('/').split('/')[-1])}_lr{learning_rate:g}"
             f"_beta{beta:g}_{(today or date.today()).isoformat()}")
     path, n = root / name, 1
     while path.exists():
@@ -103,5 +103,6 @@ def default_run_dir(dataset: str | None, model: str, learning_rate: float, beta:
     return path
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A name safe in a path: letters, digits, dots and dashes, lower case."""
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-").lower() or "run"

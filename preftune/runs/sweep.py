@@ -24,7 +24,7 @@ from typing import Any
 from preftune.config import TrainConfig, canonical_keys, parse_overrides, read_yaml
 from preftune.errors import ConfigError, PreftuneError, UsageError
 from preftune.fsutil import write_json
-from preftune.runs.rundir import _slug
+from preftune.runs.rundir import slug
 
 MANIFEST = "sweep.json"
 # Short names for run directories; other options use their own name.
@@ -100,12 +100,12 @@ def _value_slug(value: Any) -> str:
     text = str(value)
     if "/" in text or "." in text and not re.fullmatch(r"[-+0-9.e]+", text):
         text = Path(text.rstrip("/")).stem or text  # a path or hub id: its last part
-    return _slug(text)
+    return slug(text)
 
 
 def default_sweep_dir(grid: dict[str, list[Any]], name: str | None,
                       root: Path = Path("experiments")) -> Path:
-    label = _slug(name) if name else "sweep-" + "-".join(_SHORT.get(k, k) for k in grid)
+    label = slug(name) if name else "sweep-" + "-".join(_SHORT.get(k, k) for k in grid)
     path, n = root / f"{label}_{date.today().isoformat()}", 1
     base = path
     while path.exists() and not (path / MANIFEST).exists():
