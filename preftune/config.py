@@ -89,6 +89,8 @@ ALIASES: dict[str, str] = {
     "warmup": "warmup_steps",
     "train_file": "dataset",
     "eval_file": "eval_dataset",
+    "precompute_ref_log_probs": "precompute_ref_logprobs",
+    "padding_free": "pack_pairs",
 }
 
 
@@ -168,6 +170,22 @@ class TrainConfig(BaseModel):
                                "(bitsandbytes, CUDA only).")
     precompute_ref_logprobs: bool = Field(True, description="Compute reference log-probs "
                                           "once before training and cache them.")
+
+    # Speed (each switch has a parity test against the plain computation)
+    shared_prompt: bool = Field(True, description="Read each prompt once: prompt + chosen + "
+                                "rejected in one sequence, rejected unable to see chosen.")
+    pack_pairs: bool = Field(True, description="Pack several pairs into one row instead of "
+                             "padding each to the longest.")
+    chunked_logps: bool = Field(True, description="Log-probs from hidden states at response "
+                                "positions, a chunk at a time: no full-vocabulary logits.")
+    logps_chunk_tokens: int = Field(1024, ge=1, description="Tokens per chunk of "
+                                    "chunked_logps (smaller: less memory, more steps).")
+    group_by_length: bool = Field(False, description="Batch pairs of similar length "
+                                  "(changes which pairs share a step).")
+    torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flex_attention"] = Field(
+        "auto", description="Attention kernel: auto is FlexAttention on CUDA for packed "
+        "batches, SDPA otherwise.")
 
     # Run directory and logging
     output_dir: str | None = Field(None, description="The run directory (default: "

@@ -7,7 +7,9 @@ from typing import Any
 
 import torch
 
-from preftune.engine.logprobs import PairBatch, SequenceLogps, TokenRows, sequence_logps
+from preftune.engine.forward import FastPaths, ResponseLogps, layout, score_batch
+from preftune.engine.logprobs import PairBatch, SequenceLogps, TokenRows
+from preftune.engine.packing import PackedPairs
 from preftune.engine.reference import reference_logps
 from preftune.losses import LossFn, LossOutput, LossParams, PairLogps
 
@@ -31,22 +33,28 @@ class Scorer:
     needs_ref: bool
     pad_id: int
     device: torch.device
-    model: Any = None  # what the forward pass calls: the policy, or its DDP wrapper
+    paths: FastPaths = FastPaths()
+    # What the forward pass calls: ResponseLogps over the policy, or its DDP/FSDP wrapper.
+    model: Any = None
 
     def __post_init__(self) -> None:
+        self.paths = self.paths.usable_with(self.policy)
         if self.model is None:
-            self.model = self.policy
+            self.model = ResponseLogps(self.policy, self.paths)
 
-    def score(self, rows: TokenRows, indices: list[int],
-              ref: RowLogps | None) -> tuple[LossOutput, SequenceLogps, PairBatch]:
-        batch = rows.batch(indices, self.pad_id).to(self.device)
-        logps = sequence_logps(self.model, batch)
+    def batch(self, rows: TokenRows, indices: list[int]) -> PairBatch | PackedPairs:
+        return layout(rows, indices, self.pad_id, self.paths).to(self.device)
+
+    def score(self, rows: TokenRows, indices: list[int], ref: RowLogps | None
+              ) -> tuple[LossOutput, SequenceLogps, PairBatch | PackedPairs]:
+        batch = self.batch(rows, indices)
+        logps = score_batch(self.model, batch)
         ref_chosen = ref_rejected = None
         if self.needs_ref and ref is not None:
             ref_chosen = ref.chosen[indices].to(self.device)
             ref_rejected = ref.rejected[indices].to(self.device)
         elif self.needs_ref:
-            live = reference_logps(self.policy, self.ref_model, batch)
+            live = reference_logps(self.policy, self.ref_model, batch, self.paths)
             ref_chosen, ref_rejected = live.chosen, live.rejected
         pair = PairLogps(policy_chosen=logps.chosen, policy_rejected=logps.rejected,
                          chosen_tokens=logps.chosen_tokens,

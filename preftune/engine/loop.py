@@ -29,6 +29,7 @@ from preftune.config import TrainConfig
 from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
 from preftune.engine.data import prepare_data
 from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
+from preftune.engine.forward import FastPaths
 from preftune.engine.logprobs import TokenRows
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
@@ -83,7 +84,7 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                                gamma_beta_ratio=cfg.gamma_beta_ratio,
                                sft_weight=cfg.sft_weight),
                     needs_ref=cfg.algo not in REFERENCE_FREE, pad_id=tokenizer.pad_token_id,
-                    device=device)
+                    device=device, paths=FastPaths.from_config(cfg))
     train_ref = eval_ref = None
     if scorer.needs_ref and cfg.precompute_ref_logprobs:
         train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
@@ -94,11 +95,12 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
                                   weight_decay=cfg.weight_decay)
-    # Under `accelerate launch` the model is wrapped for DDP; the scorer keeps the unwrapped
-    # one for what the wrapper hides (disabling adapters for the reference, saving).
-    scorer.model = accelerator.prepare_model(policy)
+    # Under `accelerate launch` the scoring module is wrapped for DDP; the scorer keeps the
+    # unwrapped policy for what the wrapper hides (disabling adapters for the reference, saving).
+    scorer.model = accelerator.prepare_model(scorer.model)
     optimizer = accelerator.prepare_optimizer(optimizer)
-    plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps)
+    plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps,
+                    pair_lengths(train_rows) if cfg.group_by_length else None)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
 
     position = Position(epoch=0, epoch_step=0, step=0)
@@ -203,8 +205,9 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     ref_model = None
     # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
     dtype = "fp32" if cfg.dtype == "fp16" else cfg.dtype
+    attention = attention_kernel(cfg, device)
     if cfg.lora:
-        policy = load_model(cfg.model, dtype, cfg.load_in_4bit)
+        policy = load_model(cfg.model, dtype, cfg.load_in_4bit, attention)
         if checkpoint is not None:
             from peft import PeftModel
 
@@ -215,9 +218,9 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
                               cfg.lora_target_modules)
     else:
         start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
-        policy = load_model(start, dtype, cfg.load_in_4bit)
+        policy = load_model(start, dtype, cfg.load_in_4bit, attention)
         if cfg.algo not in REFERENCE_FREE:
-            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit).to(device).eval()
+            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit, attention).to(device).eval()
             ref_model.requires_grad_(False)
     if cfg.gradient_checkpointing:
         # transformers 5 renamed it; older versions only have the gradient_ name.
@@ -225,7 +228,19 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
         (enable or policy.gradient_checkpointing_enable)()
         if cfg.lora:
             policy.enable_input_require_grads()
+    if cfg.torch_compile:
+        # The transformer body only: the log-prob head runs a Python loop over chunks.
+        policy.get_decoder().compile()
     return policy.to(device), ref_model
+
+
+def attention_kernel(cfg: TrainConfig, device: torch.device) -> str:
+    """The attention implementation to load: FlexAttention on CUDA for packed batches (its
+    block masks skip what a pair cannot see), SDPA with a dense mask elsewhere."""
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    packed = cfg.shared_prompt or cfg.pack_pairs
+    return "flex_attention" if device.type == "cuda" and packed else "sdpa"
 
 
 def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: TokenRows,
@@ -237,10 +252,9 @@ def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: Token
     report.reference(len(rows), cached is not None)
     if cached is None:
         size = cfg.batch_size * 2  # no gradients: twice the training batch fits
-        batches = (rows.batch(list(range(i, min(i + size, len(rows)))),
-                              scorer.pad_id).to(scorer.device)
+        batches = (scorer.batch(rows, list(range(i, min(i + size, len(rows)))))
                    for i in range(0, len(rows), size))
-        cached = reference_pass(scorer.policy, scorer.ref_model, batches)
+        cached = reference_pass(scorer.policy, scorer.ref_model, batches, scorer.paths)
         store_cached(cache, key, *cached)
     return RowLogps(torch.from_numpy(cached[0]), torch.from_numpy(cached[1]))
 
@@ -275,6 +289,7 @@ class StepPlan:
     grad_accum: int
     epochs: int
     max_steps: int | None
+    lengths: tuple[int, ...] | None = None  # tokens per pair, to group pairs by length
 
     @property
     def steps_per_epoch(self) -> int:
@@ -289,14 +304,35 @@ class StepPlan:
     def steps(self, seed: int, start: Position) -> Iterator[tuple[int, int, list[list[int]]]]:
         """(epoch, step within the epoch, micro-batches of row indices), from ``start`` on."""
         for epoch in range(start.epoch, self.epochs):
-            order = torch.randperm(self.num_pairs,
-                                   generator=torch.Generator().manual_seed(seed + epoch))
-            micro = [order[i:i + self.batch_size].tolist()
-                     for i in range(0, self.num_pairs, self.batch_size)]
+            micro = self.micro_batches(torch.Generator().manual_seed(seed + epoch))
             first = start.epoch_step if epoch == start.epoch else 0
             for epoch_step in range(first, self.steps_per_epoch):
                 yield epoch, epoch_step, micro[epoch_step * self.grad_accum:
                                                (epoch_step + 1) * self.grad_accum]
+
+    def micro_batches(self, generator: torch.Generator) -> list[list[int]]:
+        """An epoch's micro-batches: a seeded permutation of the pairs, cut in order; grouped
+        by length, each window of GROUP_WINDOW micro-batches is sorted by length before it is
+        cut, and the micro-batches are then shuffled."""
+        order = torch.randperm(self.num_pairs, generator=generator).tolist()
+        size = self.batch_size
+        if self.lengths is None:
+            return [order[i:i + size] for i in range(0, self.num_pairs, size)]
+        lengths = self.lengths
+        window = size * GROUP_WINDOW
+        order = [i for w in range(0, self.num_pairs, window)
+                 for i in sorted(order[w:w + window], key=lambda i: -lengths[i])]
+        micro = [order[i:i + size] for i in range(0, self.num_pairs, size)]
+        shuffled = torch.randperm(len(micro), generator=generator).tolist()
+        return [micro[k] for k in shuffled]
+
+
+GROUP_WINDOW = 64  # micro-batches sorted together by group_by_length
+
+
+def pair_lengths(rows: TokenRows) -> tuple[int, ...]:
+    return tuple(len(p) + len(c) + len(r) for p, c, r in
+                 zip(rows.prompt_ids, rows.chosen_ids, rows.rejected_ids, strict=True))
 
 
 def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,

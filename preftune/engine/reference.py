@@ -18,21 +18,24 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from preftune.engine.logprobs import PairBatch, SequenceLogps, sequence_logps
+from preftune.engine.forward import FastPaths, ResponseLogps, score_batch
+from preftune.engine.logprobs import PairBatch, SequenceLogps
+from preftune.engine.packing import PackedPairs
 from preftune.fsutil import atomic_path
 
 
 @torch.no_grad()
-def reference_logps(policy: Any, ref_model: Any | None, batch: PairBatch) -> SequenceLogps:
+def reference_logps(policy: Any, ref_model: Any | None, batch: PairBatch | PackedPairs,
+                    paths: FastPaths) -> SequenceLogps:
     """The reference's log-probs for one batch: the frozen copy, or the policy sans adapters."""
     if ref_model is not None:
-        return sequence_logps(ref_model, batch)
+        return score_batch(ResponseLogps(ref_model, paths), batch)
     with policy.disable_adapter():
-        return sequence_logps(policy, batch)
+        return score_batch(ResponseLogps(policy, paths), batch)
 
 
-def reference_pass(policy: Any, ref_model: Any | None,
-                   batches: Iterable[PairBatch]) -> tuple[np.ndarray, np.ndarray]:
+def reference_pass(policy: Any, ref_model: Any | None, batches: Iterable[PairBatch | PackedPairs],
+                   paths: FastPaths) -> tuple[np.ndarray, np.ndarray]:
     """(N,) chosen and rejected reference log-prob sums of every pair, in order."""
     chosen: list[np.ndarray] = []
     rejected: list[np.ndarray] = []
@@ -40,7 +43,7 @@ def reference_pass(policy: Any, ref_model: Any | None,
     policy.eval()  # no dropout in the reference
     try:
         for batch in batches:
-            logps = reference_logps(policy, ref_model, batch)
+            logps = reference_logps(policy, ref_model, batch, paths)
             chosen.append(logps.chosen.float().cpu().numpy())
             rejected.append(logps.rejected.float().cpu().numpy())
     finally:

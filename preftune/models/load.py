@@ -91,13 +91,16 @@ def torch_dtype(dtype: str) -> Any:
     return getattr(torch, DTYPES[dtype])
 
 
-def load_model(name: str, dtype: str = "auto", load_in_4bit: bool = False) -> Any:
+def load_model(name: str, dtype: str = "auto", load_in_4bit: bool = False,
+               attn_implementation: str | None = None) -> Any:
     """A causal LM for ``name``; 4-bit loading needs CUDA and bitsandbytes."""
     import torch
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(name)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
     if load_in_4bit:
         kwargs["quantization_config"] = _four_bit_config(torch.cuda.is_available(), kwargs)
     try:

@@ -1,0 +1,74 @@
+"""Per-token log-probs from hidden states and the LM head, a chunk of tokens at a time.
+
+``log p(label) = h·w_label - logsumexp(h·W)``. Computing it for N tokens at once needs an
+(N, V) logits tensor, kept for the backward pass; with a 32k-150k vocabulary that is most of a
+DPO step's memory. Here only one (chunk, V) block exists at a time, in the forward pass and
+again in the backward pass, which recomputes it: the gradient of ``log p(label)`` with
+respect to the logits is ``onehot(label) - softmax``, and the softmax needs only the logits
+and the saved (N,) log-sum-exp.
+
+The logits are computed in the weights' dtype and summed in float32, as in the plain path
+(``logprobs.token_log_probs``); the tests hold the two to each other, gradients included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                        labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+    """(N,) float32 log-probs of ``labels`` under ``softmax(hidden @ weight.T + bias)``.
+
+    hidden (N, H), weight (V, H), bias (V,) or None, labels (N,).
+    """
+    out: torch.Tensor = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens)
+    return out
+
+
+class _ChunkedLogps(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+        n = hidden.shape[0]
+        logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        for s in range(0, n, chunk_tokens):
+            e = min(s + chunk_tokens, n)
+            logits = F.linear(hidden[s:e], weight, bias).float()            # (n, V)
+            lse[s:e] = logits.logsumexp(-1)
+            logps[s:e] = logits.gather(1, labels[s:e, None]).squeeze(1) - lse[s:e]
+        ctx.save_for_backward(hidden, weight, bias, labels, lse)
+        ctx.chunk_tokens = chunk_tokens
+        return logps
+
+    @staticmethod
+    def backward(ctx: Any, grad_logps: torch.Tensor) -> tuple[Any, ...]:
+        hidden, weight, bias, labels, lse = ctx.saved_tensors
+        needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.zeros_like(hidden) if needs_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
+            if needs_weight else None
+        grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) \
+            if needs_bias and bias is not None else None
+        n = hidden.shape[0]
+        for s in range(0, n, ctx.chunk_tokens):
+            e = min(s + ctx.chunk_tokens, n)
+            g = grad_logps[s:e, None].float()                                # (n, 1)
+            logits = F.linear(hidden[s:e], weight, bias).float()            # (n, V)
+            # d log p(label) / d logits = onehot(label) - softmax(logits)
+            grad_logits = (logits - lse[s:e, None]).exp_().mul_(-g)
+            grad_logits.scatter_add_(1, labels[s:e, None], g)
+            if grad_bias is not None:
+                grad_bias += grad_logits.sum(0)
+            grad_logits = grad_logits.to(weight.dtype)
+            if grad_hidden is not None:
+                grad_hidden[s:e] = grad_logits @ weight                       # (n, H)
+            if grad_weight is not None:
+                grad_weight += grad_logits.t() @ hidden[s:e]                  # (V, H)
+        return (grad_hidden,
+                None if grad_weight is None else grad_weight.to(weight.dtype),
+                None if grad_bias is None else grad_bias.to(weight.dtype), None, None)

@@ -1,0 +1,51 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from preftune.engine.chunked import chunked_token_logps
+from preftune.engine.logprobs import token_log_probs
+
+
+def _inputs(dtype, bias):
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(13, 16, generator=g).to(dtype).requires_grad_()
+    weight = torch.randn(50, 16, generator=g).to(dtype).requires_grad_()
+    b = torch.randn(50, generator=g).to(dtype).requires_grad_() if bias else None
+    labels = torch.randint(0, 50, (13,), generator=g)
+    return hidden, weight, b, labels
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 13, 100])
+@pytest.mark.parametrize("bias", [False, True])
+def test_values_and_gradients_match_full_logits(chunk, bias):
+    hidden, weight, b, labels = _inputs(torch.float32, bias)
+    upstream = torch.linspace(-1.0, 2.0, 13)  # an uneven gradient, as a loss would send
+
+    plain = token_log_probs(F.linear(hidden, weight, b), labels)
+    grads_plain = torch.autograd.grad((plain * upstream).sum(),
+                                      [t for t in (hidden, weight, b) if t is not None])
+    chunked = chunked_token_logps(hidden, weight, b, labels, chunk)
+    grads_chunked = torch.autograd.grad((chunked * upstream).sum(),
+                                        [t for t in (hidden, weight, b) if t is not None])
+
+    torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-5)
+    for got, want in zip(grads_chunked, grads_plain, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_follows_the_plain_rounding():
+    hidden, weight, _, labels = _inputs(torch.bfloat16, False)
+    plain = token_log_probs(F.linear(hidden, weight), labels)
+    chunked = chunked_token_logps(hidden, weight, None, labels, 5)
+    assert chunked.dtype == torch.float32
+    torch.testing.assert_close(chunked, plain, rtol=0, atol=1e-5)
+    g_plain = torch.autograd.grad(plain.sum(), hidden)[0]
+    g_chunked = torch.autograd.grad(chunked.sum(), hidden)[0]
+    torch.testing.assert_close(g_chunked.float(), g_plain.float(), rtol=2e-2, atol=2e-2)
+
+
+def test_log_probs_of_equal_logits_are_minus_log_vocab():
+    # A zero head gives uniform probabilities over 50 tokens: log p = -log 50 for every label.
+    hidden = torch.randn(3, 4)
+    out = chunked_token_logps(hidden, torch.zeros(50, 4), None, torch.tensor([0, 7, 49]), 2)
+    torch.testing.assert_close(out, torch.full((3,), -torch.log(torch.tensor(50.0)).item()))
