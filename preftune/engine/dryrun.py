@@ -72,17 +72,20 @@ def _model_shape(cfg: TrainConfig) -> dict[str, Any]:
 def _memory_mb(cfg: TrainConfig, model: dict[str, Any], longest: int) -> dict[str, float]:
     """A rough peak: weights + gradients and AdamW moments of trainable weights + activations.
 
-    Activations: for each of the 2·batch_size sequences, about 16 values per hidden unit and
-    token per layer (fewer with gradient checkpointing), plus the float32 logits.
+    Activations: about 16 values per hidden unit, token and layer (2 with gradient
+    checkpointing) over the batch's tokens (2·batch_size sequences, or about 1.5 with the prompt
+    shared), plus float32 logits: for every token, or for one chunk with chunked_logps.
     """
     weight_bytes = 0.5 if cfg.load_in_4bit else torch_dtype(cfg.dtype).itemsize
     weights = model["parameters"] * weight_bytes
     optimizer = model["trainable_parameters"] * (4 + 8)  # fp32 gradient + two Adam moments
-    sequences = 2 * cfg.batch_size
+    tokens = cfg.batch_size * longest * (1.5 if cfg.shared_prompt else 2)
     per_layer = 2 if cfg.gradient_checkpointing else 16
     hidden, layers = model["hidden_size"] or 0, model["layers"] or 0
-    activations = sequences * longest * hidden * layers * per_layer * 2
-    logits = sequences * longest * (model["vocab_size"] or 0) * 4
+    activations = tokens * hidden * layers * per_layer * 2
+    # chunked: a chunk's logits, their softmax and its gradient exist at once
+    logit_rows = min(cfg.logps_chunk_tokens, tokens) * 3 if cfg.chunked_logps else tokens
+    logits = logit_rows * (model["vocab_size"] or 0) * 4
     reference = 0 if cfg.lora or cfg.algo in ("simpo", "orpo", "sft") else weights
     mb = {"weights": weights, "reference_copy": reference, "gradients_and_optimizer": optimizer,
           "activations": activations + logits}
