@@ -90,7 +90,7 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
         train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
         if data.eval is not None and eval_rows is not None:
             eval_ref = cached_reference(cfg, scorer, data.eval.rows, eval_rows, report)
-        scorer.ref_model = None  # never needed again: free the frozen copy
+        scorer.ref_model = ref_model = None  # never needed again: free the frozen copy
 
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
