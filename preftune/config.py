@@ -142,8 +142,9 @@ class TrainConfig(BaseModel):
     epochs: int = Field(3, ge=1, description="Passes over the training data.")
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer "
                                   "steps.")
-    batch_size: int = Field(1, ge=1, description="Pairs per device per forward pass.")
-    grad_accum: int = Field(8, ge=1, description="Forward passes per optimizer step.")
+    batch_size: int = Field(1, ge=1, description="Pairs per forward pass (micro-batch).")
+    grad_accum: int = Field(8, ge=1, description="Micro-batches per optimizer step, over all "
+                            "processes together.")
     warmup_steps: int = Field(5, ge=0, description="Steps of linear warm-up.")
     lr_scheduler: Literal["linear", "cosine", "constant"] = Field(
         "linear", description="Learning-rate decay after warm-up.")

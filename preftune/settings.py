@@ -4,6 +4,8 @@ PREFTUNE_CACHE   where built artefacts live (the tiny model, reference log-prob 
                  default $XDG_CACHE_HOME/preftune or ~/.cache/preftune.
 MLFLOW_TRACKING_URI  the MLflow tracking server the mlflow tracker logs to (default: a store
                  inside the run directory).
+ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
+                 of `accelerate launch` (see ``lone_accelerate_process``).
 """
 
 from __future__ import annotations
@@ -32,3 +34,16 @@ def allow_mlflow_file_store() -> None:
     explicit choice of the variable is kept.
     """
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+def lone_accelerate_process() -> bool:
+    """Whether `accelerate launch` started this one process although it was asked for more.
+
+    Without a GPU, and without --multi_gpu or a config file that says MULTI_GPU, accelerate
+    takes its simple launcher: asked for several processes it sets MASTER_PORT, yet starts
+    a single one and gives it no rank. torchrun (behind --multi_gpu) and mpirun set a rank.
+    """
+    env = os.environ
+    launched = "ACCELERATE_MIXED_PRECISION" in env and "MASTER_PORT" in env
+    ranks = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
+    return launched and not any(name in env for name in ranks)

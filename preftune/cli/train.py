@@ -11,7 +11,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from preftune.cli.common import out
+from preftune import settings
+from preftune.cli.common import err, out
 from preftune.config import TrainConfig, parse_overrides, read_yaml
 from preftune.engine.report import Reporter, RunResult
 
@@ -56,6 +57,10 @@ def train_cmd(
     """Train a model on preference data (DPO, IPO, cDPO, robust, hinge, SimPO, ORPO, SFT)."""
     from preftune.engine.loop import train
 
+    if settings.lone_accelerate_process():
+        err.print("[yellow]warning:[/] accelerate launch started one process, not the several "
+                  "asked for, as it does unless it finds two GPUs or is given --multi_gpu; on "
+                  "CPUs add --multi_gpu (docs/scaling.md)")
     if resume is not None:
         train(None, resume=resume, reporter=ConsoleReporter())
         return

@@ -30,13 +30,17 @@ class Position:
     step: int  # optimizer steps taken in all
 
 
-def save_checkpoint(run: RunDir, name: str, model: Any, optimizer: torch.optim.Optimizer,
+def save_checkpoint(run: RunDir, name: str, model: Any, optimizer_state: dict[str, Any],
                     scheduler: Any, position: Position, epoch_progress: float,
-                    keep: int | None) -> None:
-    """Write checkpoint ``name`` and, once it is durable, append its manifest row."""
+                    keep: int | None, weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Write checkpoint ``name`` and, once it is durable, append its manifest row.
+
+    ``weights`` is the model's state dict where ``model`` does not hold it whole (FSDP shards);
+    None saves the model's own parameters.
+    """
     with atomic_dir(run.checkpoint_dir(name)) as tmp:
-        model.save_pretrained(tmp / "model")
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        model.save_pretrained(tmp / "model", state_dict=weights)
+        torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(), "position": asdict(position)}, tmp / STATE_FILE)
     relative = f"checkpoints/{name}"
     run.add_checkpoint({"name": name, "epoch": round(epoch_progress, 4), "step": position.step,

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from preftune import settings
 from preftune.config import TrainConfig
@@ -92,13 +93,13 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
             eval_ref = cached_reference(cfg, scorer, data.eval.rows, eval_rows, report)
         scorer.ref_model = ref_model = None  # never needed again: free the frozen copy
 
-    trainable = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate,
-                                  weight_decay=cfg.weight_decay)
-    # Under `accelerate launch` the scoring module is wrapped for DDP; the scorer keeps the
-    # unwrapped policy for what the wrapper hides (disabling adapters for the reference, saving).
-    scorer.model = accelerator.prepare_model(scorer.model)
-    optimizer = accelerator.prepare_optimizer(optimizer)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad],
+                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    # Under `accelerate launch` the scoring module is wrapped for DDP or sharded for FSDP. FSDP
+    # replaces the parameters, so model and optimizer are prepared together, and gradients are
+    # clipped over the prepared module's parameters. The scorer keeps the unwrapped policy for
+    # what the wrapper hides (disabling adapters for the reference, saving).
+    scorer.model, optimizer = accelerator.prepare(scorer.model, optimizer)
     plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps,
                     pair_lengths(train_rows) if cfg.group_by_length else None)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
@@ -106,7 +107,7 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     position = Position(epoch=0, epoch_step=0, step=0)
     if checkpoint is not None:
         state, position = load_state(run, checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(accelerator, scorer.model, optimizer, state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
     if main:
@@ -132,7 +133,8 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
             step_started = time.perf_counter()
             sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref)
             lr = float(scheduler.get_last_lr()[0])
-            grad_norm = float(accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm))
+            grad_norm = float(accelerator.clip_grad_norm_(scorer.model.parameters(),
+                                                          cfg.max_grad_norm))
             if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
                 raise TrainingError(
                     f"the loss became {sums['loss'] / sums['pairs']:g} at step "
@@ -169,9 +171,12 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                 last = {**last, **row}
             if end_of_epoch or (cfg.save_steps and position.step % cfg.save_steps == 0):
                 resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
+                weights = gathered_policy_state(accelerator, scorer)  # every process takes part
+                optimizer_state = gathered_optimizer_state(accelerator, scorer.model, optimizer)
                 if main:
-                    save_checkpoint(run, f"step-{position.step}", policy, optimizer,
-                                    scheduler, resume_at, progress, cfg.save_total_limit)
+                    save_checkpoint(run, f"step-{position.step}", policy, optimizer_state,
+                                    scheduler, resume_at, progress, cfg.save_total_limit,
+                                    weights)
                 accelerator.wait_for_everyone()
             if done:
                 break
@@ -181,8 +186,9 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
         trackers.finish()
 
     diagnosis = None
+    weights = gathered_policy_state(accelerator, scorer)  # every process takes part
     if main:
-        save_final(run, policy, tokenizer)
+        save_final(run, policy, tokenizer, weights)
         draw_plots(run)
         diagnosis = diagnose_run(run.path).to_dict()  # also written to diagnosis.json
     accelerator.wait_for_everyone()
@@ -345,20 +351,23 @@ def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
     """
     step = [i for m in micro_batches for i in m]
     size = max(len(m) for m in micro_batches)
-    mine = step[accelerator.process_index::accelerator.num_processes]
-    local = [mine[i:i + size] for i in range(0, len(mine), size)]
-    scale = accelerator.num_processes / len(step)
+    processes = accelerator.num_processes
+    mine = step[accelerator.process_index::processes]
+    # Every process runs as many micro-batches as the busiest one: FSDP gathers parameters in
+    # each forward pass, and DDP synchronises on the last backward, so all must take part.
+    count = math.ceil(math.ceil(len(step) / processes) / size)
+    scale = processes / len(step)
     sums: dict[str, float] = {"tokens": 0.0}
-    for k, indices in enumerate(local):
-        sync = k == len(local) - 1
+    for k in range(count):
+        indices = mine[k * size:(k + 1) * size]
+        sync = k == count - 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(scorer.model):
-            out, logps, batch = scorer.score(rows, indices, ref)
-            accelerator.backward(out.losses.sum() * scale)
-        add_pair_sums(sums, out, logps)
-        sums["tokens"] += batch.num_tokens
-    if not local:  # fewer pairs than processes: still join the gradient synchronisation
-        accelerator.backward(sum(p.sum() for p in scorer.policy.parameters()
-                                 if p.requires_grad) * 0.0)
+            # A process out of pairs scores one with weight 0: it joins, adding nothing.
+            out, logps, batch = scorer.score(rows, indices or step[:1], ref)
+            accelerator.backward(out.losses.sum() * (scale if indices else 0.0))
+        if indices:
+            add_pair_sums(sums, out, logps)
+            sums["tokens"] += batch.num_tokens
     sums["pairs"] = float(len(mine))
     if accelerator.num_processes == 1:
         return sums
@@ -406,6 +415,41 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def gathered_policy_state(accelerator: Accelerator,
+                          scorer: Scorer) -> dict[str, torch.Tensor] | None:
+    """Under FSDP, the policy's whole state dict, gathered from the shards of every process
+    (all must call this; only the main one gets the tensors). Otherwise None: each process
+    holds the whole policy, and ``save_pretrained`` reads it directly."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return None
+    state = accelerator.get_state_dict(scorer.model)  # ResponseLogps keys: "lm." + the policy's
+    return {key.removeprefix("lm."): value for key, value in state.items()}
+
+
+def gathered_optimizer_state(accelerator: Accelerator, model: Any,
+                             optimizer: Any) -> dict[str, Any]:
+    """The optimizer state to save; under FSDP gathered whole from every process's shards
+    (all must call this) and keyed by parameter name."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        return optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+    return get_optimizer_state_dict(model, optimizer.optimizer, options=StateDictOptions(
+        full_state_dict=True, cpu_offload=True))
+
+
+def load_optimizer_state(accelerator: Accelerator, model: Any, optimizer: Any,
+                         state: dict[str, Any]) -> None:
+    """Restore what ``gathered_optimizer_state`` saved; under FSDP each process keeps its shard."""
+    if accelerator.distributed_type != DistributedType.FSDP:
+        optimizer.load_state_dict(state)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    set_optimizer_state_dict(model, optimizer.optimizer, state,
+                             options=StateDictOptions(full_state_dict=True))
+
+
 def draw_plots(run: RunDir) -> None:
     """The run's charts; a run that trained well is not failed by a chart that would not draw."""
     try:
@@ -414,8 +458,9 @@ def draw_plots(run: RunDir) -> None:
         warnings.warn(f"could not draw the charts of {run.path}: {e}", stacklevel=2)
 
 
-def save_final(run: RunDir, policy: Any, tokenizer: Any) -> None:
+def save_final(run: RunDir, policy: Any, tokenizer: Any,
+               weights: dict[str, torch.Tensor] | None) -> None:
     """``final/``: the model (or adapter) and the tokenizer, loadable with from_pretrained."""
     with atomic_dir(run.final_path) as tmp:
-        policy.save_pretrained(tmp)
+        policy.save_pretrained(tmp, state_dict=weights)
         tokenizer.save_pretrained(tmp)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 SMALL = ["--batch-size", "8", "grad_accum=1", "--learning-rate", "2e-3", "max_length=256",
          "max_prompt_length=128"]
 
@@ -105,3 +107,20 @@ def test_eval_split_and_save_total_limit_flags(cli, sample_pairs, tmp_path):
     assert result.code == 0, result.err
     assert "eval: 16 pairs" in result.out
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-12"]
+
+
+@pytest.mark.parametrize(("launched", "warned"), [
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_PORT": "29500"}, True),  # asked for several
+    ({"ACCELERATE_MIXED_PRECISION": "no"}, False),  # asked for one
+    ({"ACCELERATE_MIXED_PRECISION": "no", "MASTER_PORT": "29500", "RANK": "0"}, False),  # torchrun
+])
+def test_a_lone_process_of_accelerate_launch_is_told_how_to_start_several(
+        cli, sample_pairs, tmp_path, monkeypatch, launched, warned):
+    for name in ("ACCELERATE_MIXED_PRECISION", "MASTER_PORT", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in launched.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("preftune.engine.loop.train", lambda *args, **kwargs: None)
+    result = cli("train", "--dataset", sample_pairs, "--output-dir", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert ("add --multi_gpu" in result.err) == warned
