@@ -59,6 +59,7 @@ import os
 import platform
 import random
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -577,6 +578,8 @@ def run_worker(trainer: str, base: dict[str, Any], run_dir: Path,
                prepared: dict[str, Any]) -> dict[str, Any]:
     """Train in a fresh process with fresh caches; check it trained on the prepared tokens."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / f"{trainer}-output", run_dir / f"{trainer}-cache"):
+        shutil.rmtree(stale, ignore_errors=True)  # a --workdir used before: start afresh
     spec = {**base, "output_dir": str(run_dir / f"{trainer}-output")}
     spec_path, out = run_dir / f"{trainer}-spec.json", run_dir / f"{trainer}.json"
     write_json(spec_path, spec)
