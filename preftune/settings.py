@@ -4,6 +4,10 @@ PREFTUNE_CACHE   where built artefacts live (the tiny model, reference log-prob 
                  default $XDG_CACHE_HOME/preftune or ~/.cache/preftune.
 MLFLOW_TRACKING_URI  the MLflow tracking server the mlflow tracker logs to (default: a store
                  inside the run directory).
+PREFTUNE_SERVICE_DIR  where the job service keeps uploads and job directories (default
+                 $XDG_DATA_HOME/preftune or ~/.local/share/preftune).
+PREFTUNE_DATABASE_URL  the service's database (default: SQLite in the service directory).
+PREFTUNE_SERVER, PREFTUNE_API_KEY  the server and key `preftune jobs` / `files` talk to.
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
                  of `accelerate launch` (see ``lone_accelerate_process``).
 """
@@ -47,3 +51,27 @@ def lone_accelerate_process() -> bool:
     launched = "ACCELERATE_MIXED_PRECISION" in env and "MASTER_PORT" in env
     ranks = ("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK")
     return launched and not any(name in env for name in ranks)
+
+
+def service_dir() -> Path:
+    explicit = os.environ.get("PREFTUNE_SERVICE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "preftune"
+
+
+def database_url(service_root: Path | None = None) -> str:
+    """PREFTUNE_DATABASE_URL, else a SQLite file in the service directory."""
+    explicit = os.environ.get("PREFTUNE_DATABASE_URL")
+    if explicit:
+        return explicit
+    return f"sqlite:///{(service_root or service_dir()) / 'preftune.db'}"
+
+
+def server_url() -> str:
+    return os.environ.get("PREFTUNE_SERVER") or "http://127.0.0.1:8000"
+
+
+def api_key() -> str | None:
+    return os.environ.get("PREFTUNE_API_KEY") or None
