@@ -15,8 +15,8 @@ def alembic_config(engine: Engine | None = None) -> object:
     config = Config()
     config.set_main_option("script_location", str(SCRIPTS))
     if engine is not None:
-        config.set_main_option("sqlalchemy.url",
-                               engine.url.render_as_string(hide_password=False))
+        url = engine.url.render_as_string(hide_password=False)
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # configparser
     return config
 
 
