@@ -3,7 +3,7 @@
 Exit codes (documented in docs/errors.md):
 
     0 ok · 1 training failed · 2 usage or configuration · 3 invalid data
-    4 model or dependency missing · 5 out of memory
+    4 model or dependency missing · 5 out of memory · 143 stopped by SIGTERM (checkpoint saved)
 
 Every error carries a one-line message (what is wrong and where) and hints (what to do
 next). The CLI prints them as ``error:`` and ``hint:`` lines; library users catch
@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     INVALID_DATA = 3
     MISSING = 4
     OUT_OF_MEMORY = 5
+    STOPPED = 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
 
 
 class PreftuneError(Exception):
@@ -72,3 +73,9 @@ class OutOfMemoryError(PreftuneError):
     """The device ran out of memory."""
 
     exit_code = ExitCode.OUT_OF_MEMORY
+
+
+class StoppedError(PreftuneError):
+    """Training stopped on request (SIGTERM) after saving a checkpoint to resume from."""
+
+    exit_code = ExitCode.STOPPED

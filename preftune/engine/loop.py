@@ -35,7 +35,8 @@ from preftune.engine.logprobs import TokenRows
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
 from preftune.engine.run import open_run, run_record
-from preftune.errors import OutOfMemoryError, TrainingError
+from preftune.engine.stop import StopRequest, stop_on_sigterm
+from preftune.errors import OutOfMemoryError, StoppedError, TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
 from preftune.models.load import add_lora, load_model, load_tokenizer, resolve_model
@@ -58,7 +59,15 @@ OOM_ADVICE = [
 def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None,
           resume: str | Path | None = None, reporter: Reporter | None = None) -> RunResult:
     """Train as ``cfg`` says; with ``resume`` (and no cfg), continue that run from its last
-    checkpoint with the config it was started with."""
+    checkpoint with the config it was started with. SIGTERM checkpoints and stops
+    (``StoppedError``)."""
+    with stop_on_sigterm() as stop:
+        return _train(cfg, train_data, eval_data, resume, reporter, stop)
+
+
+def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
+           resume: str | Path | None, reporter: Reporter | None,
+           stop: StopRequest) -> RunResult:
     started = time.perf_counter()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
@@ -128,7 +137,17 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     last: dict[str, float] = {}
     policy.train()
     report.start(plan.total_steps, position.step)
+
+    def save_at(resume_at: Position, progress: float) -> None:
+        weights = gathered_policy_state(accelerator, scorer)  # every process takes part
+        optimizer_state = gathered_optimizer_state(accelerator, scorer.model, optimizer)
+        if main:
+            save_checkpoint(run, f"step-{resume_at.step}", policy, optimizer_state, scheduler,
+                            resume_at, progress, cfg.save_total_limit, weights)
+        accelerator.wait_for_everyone()
+
     try:
+        stop.armed = True
         for epoch, epoch_step, micro_batches in plan.steps(cfg.seed, position):
             step_started = time.perf_counter()
             sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref)
@@ -169,20 +188,22 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
                 if main:
                     report.evaluation(row)
                 last = {**last, **row}
-            if end_of_epoch or (cfg.save_steps and position.step % cfg.save_steps == 0):
-                resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
-                weights = gathered_policy_state(accelerator, scorer)  # every process takes part
-                optimizer_state = gathered_optimizer_state(accelerator, scorer.model, optimizer)
-                if main:
-                    save_checkpoint(run, f"step-{position.step}", policy, optimizer_state,
-                                    scheduler, resume_at, progress, cfg.save_total_limit,
-                                    weights)
-                accelerator.wait_for_everyone()
+            resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
+            saved = end_of_epoch or bool(cfg.save_steps and position.step % cfg.save_steps == 0)
+            if saved:
+                save_at(resume_at, progress)
             if done:
                 break
+            if stop.agreed(accelerator):
+                if not saved:
+                    save_at(resume_at, progress)
+                raise StoppedError(f"stopped by SIGTERM after step {position.step}; checkpoint "
+                                   f"step-{position.step} saved",
+                                   [f"continue with: preftune train --resume {run.path}"])
     except torch.OutOfMemoryError as e:
         raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
     finally:
+        stop.armed = False
         trackers.finish()
 
     diagnosis = None
@@ -403,7 +424,7 @@ class MetricWindow:
                     "chosen_logps", "rejected_logps"):
             row[key] = self.sums[key] / pairs
         row.update(learning_rate=self.lr, grad_norm=self.grad_norm / self.steps,
-                   tokens_per_second=self.sums["tokens"] / seconds,
+                   tokens=self.sums["tokens"], tokens_per_second=self.sums["tokens"] / seconds,
                    examples_per_second=pairs / seconds, peak_memory_mb=peak_memory_mb(device))
         return row
 

@@ -468,3 +468,13 @@ def file_row(db: Database, tenant_id: str | None, file_id: str) -> File:
         if row is None or (tenant_id is not None and row.tenant_id != tenant_id):
             raise NotFound(f"no file {file_id!r}")
         return row
+
+
+def add_file(db: Database, file_id: str, tenant_id: str, filename: str, purpose: str,
+             size: int, storage_name: str) -> File:
+    """Record a file already stored under ``storage_name``."""
+    row = File(id=file_id, tenant_id=tenant_id, filename=filename, purpose=purpose, bytes=size,
+               storage_name=storage_name, created_at=now())
+    with db.session() as session:
+        session.add(row)
+    return row

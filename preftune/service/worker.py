@@ -1,0 +1,390 @@
+"""Workers: validate queued files, claim jobs, run each as a child process group, track it.
+
+A worker loops: reap jobs whose worker died, validate one job's files, claim one job and run
+it. Running a job means writing its ``train.yaml`` and starting ``preftune train`` (or
+``accelerate launch`` for several GPUs) in a new process group, with the job's run directory
+as output: the first attempt starts it, later attempts ``--resume`` it from its last durable
+checkpoint. While the child runs, the worker renews its lease, mirrors ``metrics.jsonl`` into
+metrics events and ``checkpoints.jsonl`` into checkpoint rows, forwards warnings and errors,
+and acts on cancel and pause: SIGTERM to the group (training checkpoints and exits), SIGKILL
+after the grace period. Every one of those writes is fenced by the attempt (``queue``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from preftune.errors import ExitCode
+from preftune.fsutil import read_jsonl, write_text
+from preftune.service import queue
+from preftune.service.db import Database
+from preftune.service.jobspec import train_values, validate_files
+from preftune.service.queue import Lease, StaleAttempt
+from preftune.service.store import Store
+
+# How a training process's exit code reads as a job error code.
+ERROR_CODES = {
+    ExitCode.USAGE: "invalid_config",
+    ExitCode.INVALID_DATA: "invalid_training_file",
+    ExitCode.MISSING: "model_not_found",
+    ExitCode.OUT_OF_MEMORY: "out_of_memory",
+}
+_FORWARDED = {"warning:": "warn", "error:": "error"}
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+def validate_once(db: Database, store: Store, worker_id: str, lease_s: float) -> bool:
+    """Validate the files of the oldest job waiting for it; False when none waits."""
+    job = queue.claim_validation(db, worker_id, lease_s)
+    if job is None:
+        return False
+    paths: dict[str, Path | None] = {"training_file": None, "validation_file": None}
+    error = None
+    for param, file_id in (("training_file", job.training_file),
+                           ("validation_file", job.validation_file)):
+        if file_id is None:
+            continue
+        try:
+            paths[param] = store.file_path(queue.file_row(db, job.tenant_id, file_id)
+                                           .storage_name)
+        except queue.NotFound:
+            error = {"code": f"invalid_{param}", "param": param,
+                     "message": f"file {file_id} was deleted before the job started"}
+    if error is None:
+        training = paths["training_file"]
+        assert training is not None
+        error = validate_files(job.config, training, paths["validation_file"])
+    queue.finish_validation(db, job.id, worker_id, error)
+    return True
+
+
+class Validator:
+    """A loop that only validates files: the API server runs one even without workers."""
+
+    def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
+                 lease_s: float = 30.0, poll_s: float = 0.5) -> None:
+        self.db, self.store = db, store
+        self.worker_id = worker_id or new_worker_id() + "-validator"
+        self.lease_s, self.poll_s = lease_s, poll_s
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not validate_once(self.db, self.store, self.worker_id, self.lease_s):
+                stop.wait(self.poll_s)
+
+
+@dataclass
+class Attempt:
+    """One run of a job's training process, and what has been mirrored from it so far."""
+
+    lease: Lease
+    run_dir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+    sent_rows: dict[str, str] = field(default_factory=dict)
+    log_offset: int = 0
+    stopping: str | None = None  # cancel | pause | shutdown, once SIGTERM was sent
+    kill_at: float | None = None
+
+
+class Worker:
+    """Claims jobs from the queue and runs them to an end (see the module docstring)."""
+
+    def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
+                 lease_s: float = 30.0, poll_s: float = 1.0, grace_s: float = 30.0,
+                 gpus: int = 0, echo: Callable[[str], None] | None = None) -> None:
+        self.db, self.store = db, store
+        self.worker_id = worker_id or new_worker_id()
+        self.lease_s, self.poll_s, self.grace_s = lease_s, poll_s, grace_s
+        self.gpus = gpus
+        self.echo = echo
+
+    def run(self, stop: threading.Event, max_jobs: int | None = None) -> None:
+        """Work until ``stop`` is set (or ``max_jobs`` jobs were run)."""
+        queue.register_worker(self.db, self.worker_id, socket.gethostname(), os.getpid())
+        done = 0
+        try:
+            while not stop.is_set() and (max_jobs is None or done < max_jobs):
+                queue.worker_alive(self.db, self.worker_id, None)
+                queue.reap_expired(self.db)
+                if validate_once(self.db, self.store, self.worker_id, self.lease_s):
+                    continue
+                lease = queue.claim_run(self.db, self.worker_id, self.lease_s)
+                if lease is None:
+                    stop.wait(self.poll_s)
+                    continue
+                self.run_job(lease, stop)
+                done += 1
+        finally:
+            queue.unregister_worker(self.db, self.worker_id)
+
+    # ------------------------------------------------------------------------- one job
+
+    def run_job(self, lease: Lease, stop: threading.Event) -> int | None:
+        """Run the leased attempt to its end; the training process's exit code (None if it
+        never started)."""
+        try:
+            attempt = self._start(lease)
+        except StaleAttempt:
+            return None
+        except OSError as e:  # the process could not start at all
+            self._finish(lease, "failed", error={"code": "worker_error", "param": None,
+                                                 "message": f"cannot start training: {e}"})
+            return None
+        try:
+            code = self._follow(attempt, stop)
+        except StaleAttempt:
+            # Another worker owns the job now: this attempt's process must not go on writing.
+            self._signal(attempt, signal.SIGKILL)
+            attempt.process.wait()
+            self._say(f"{lease.job_id}: lease lost; stopped attempt {lease.attempt}")
+            return attempt.process.returncode
+        try:
+            self._conclude(attempt, code)
+        except StaleAttempt:
+            self._say(f"{lease.job_id}: lease lost before the result was written")
+        return code
+
+    def _start(self, lease: Lease) -> Attempt:
+        job = queue.get_job(self.db, None, lease.job_id)
+        job_dir, run_dir = self.store.job_dir(job.id), self.store.run_dir(job.id)
+        (job_dir / "logs").mkdir(parents=True, exist_ok=True)
+        training = self._file_path(job.tenant_id, job.training_file)
+        validation = (self._file_path(job.tenant_id, job.validation_file)
+                      if job.validation_file else None)
+        config_path = job_dir / "train.yaml"
+        write_text(config_path, yaml.safe_dump(
+            train_values(job.config, training, validation, run_dir), sort_keys=True))
+        resume = (run_dir / "config.json").exists()
+        train_args = ["train", "--resume", str(run_dir)] if resume else \
+            ["train", "--config", str(config_path)]
+        command = self._launcher() + train_args
+        log_path = job_dir / "logs" / f"attempt-{lease.attempt}.log"
+        checkpoints = read_jsonl(run_dir / "checkpoints.jsonl") if resume else []
+        if checkpoints:
+            message = f"Resuming from checkpoint {checkpoints[-1]['name']}"
+        elif resume:
+            message = "Restarting: the previous attempt left no checkpoint"
+        else:
+            message = "Training process started"
+        queue.add_event(self.db, job.id, message, lease=lease)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, cwd=job_dir, env=env,
+                                       start_new_session=True)
+        self._say(f"{job.id}: attempt {lease.attempt}: {' '.join(train_args)} "
+                  f"(pid {process.pid})")
+        return Attempt(lease, run_dir, log_path, process)
+
+    def _launcher(self) -> list[str]:
+        if self.gpus > 1:
+            return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+                    "--num_processes", str(self.gpus), "-m", "preftune"]
+        return [sys.executable, "-m", "preftune"]
+
+    def _file_path(self, tenant_id: str, file_id: str) -> Path:
+        return self.store.file_path(queue.file_row(self.db, tenant_id, file_id).storage_name)
+
+    def _follow(self, attempt: Attempt, stop: threading.Event) -> int:
+        """Heartbeat, mirror and relay requests until the process exits; its exit code."""
+        beat_every = max(self.lease_s / 3, 0.2)
+        next_beat = 0.0
+        while True:
+            code = attempt.process.poll()
+            t = time.monotonic()
+            if t >= next_beat or code is not None:
+                requested = queue.heartbeat(self.db, attempt.lease, self.lease_s)
+                queue.worker_alive(self.db, self.worker_id, attempt.lease.job_id)
+                next_beat = t + beat_every
+                if attempt.stopping is None and code is None:
+                    if requested in ("cancel", "pause"):
+                        self._stop(attempt, requested)
+                    elif stop.is_set():
+                        self._stop(attempt, "shutdown")
+            self._mirror(attempt)
+            if code is not None:
+                return code
+            if attempt.kill_at is not None and t >= attempt.kill_at:
+                self._signal(attempt, signal.SIGKILL)
+                attempt.kill_at = None
+            time.sleep(min(self.poll_s, 0.5))
+
+    def _stop(self, attempt: Attempt, why: str) -> None:
+        attempt.stopping = why
+        attempt.kill_at = time.monotonic() + self.grace_s
+        self._signal(attempt, signal.SIGTERM)
+        self._say(f"{attempt.lease.job_id}: {why}: SIGTERM sent to the training process")
+
+    def _signal(self, attempt: Attempt, sig: int) -> None:
+        try:
+            os.killpg(attempt.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _mirror(self, attempt: Attempt) -> None:
+        """Metrics rows become metrics events, checkpoint rows checkpoint rows, and the log's
+        warnings and errors become events (all fenced by the lease)."""
+        rows = read_jsonl(attempt.run_dir / "metrics.jsonl")
+        for row in rows:
+            kind = "eval" if any(k.startswith("eval/") for k in row) else "train"
+            key = f"metrics:{kind}:{int(row.get('step', 0))}"
+            text = json.dumps(row, sort_keys=True)
+            if attempt.sent_rows.get(key) != text:
+                queue.add_event(self.db, attempt.lease.job_id, describe_metrics(row),
+                                type="metrics", data=row, lease=attempt.lease,
+                                dedupe_key=key)
+                attempt.sent_rows[key] = text
+        by_step = {int(r.get("step", 0)): r for r in rows if "loss" in r}
+        evals = {int(r.get("step", 0)): r for r in rows if "eval/loss" in r}
+        for row in read_jsonl(attempt.run_dir / "checkpoints.jsonl"):
+            step = int(row["step"])
+            key = f"checkpoint:{step}"
+            if key in attempt.sent_rows:
+                continue
+            metrics = checkpoint_metrics(step, by_step.get(step), evals.get(step))
+            if queue.record_checkpoint(self.db, attempt.lease, step, row["name"],
+                                       row["model_path"], metrics):
+                queue.add_event(self.db, attempt.lease.job_id,
+                                f"Checkpoint {row['name']} saved at step {step}",
+                                lease=attempt.lease)
+            attempt.sent_rows[key] = "1"
+        for line in self._new_log_lines(attempt):
+            for prefix, level in _FORWARDED.items():
+                if line.startswith(prefix):
+                    queue.add_event(self.db, attempt.lease.job_id,
+                                    line[len(prefix):].strip(), level=level,
+                                    lease=attempt.lease)
+
+    def _new_log_lines(self, attempt: Attempt) -> list[str]:
+        try:
+            with attempt.log_path.open("rb") as f:
+                f.seek(attempt.log_offset)
+                chunk = f.read()
+        except FileNotFoundError:
+            return []
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for its end
+        attempt.log_offset += end
+        lines = chunk[:end].decode("utf-8", "replace").splitlines()
+        for line in lines:
+            self._say(f"{attempt.lease.job_id}: {line}")
+        return lines
+
+    def _conclude(self, attempt: Attempt, code: int) -> None:
+        """Write the attempt's outcome: a final status, or paused / queued to go on later."""
+        lease = attempt.lease
+        if attempt.stopping == "cancel":
+            self._finish(lease, "cancelled", message="Fine-tuning job cancelled")
+        elif attempt.stopping == "pause":
+            self._finish(lease, "paused", message="Fine-tuning job paused at "
+                         + last_checkpoint_text(attempt.run_dir))
+        elif attempt.stopping == "shutdown":
+            self._finish(lease, "queued", message="The worker stopped; the job is queued "
+                         "again to resume from " + last_checkpoint_text(attempt.run_dir))
+        elif code == 0:
+            job = queue.get_job(self.db, None, lease.job_id)
+            results = self._result_file(job.tenant_id, attempt.run_dir)
+            self._finish(lease, "succeeded", message="The job has successfully completed",
+                         fine_tuned_model=f"ft:{job.model}:{job.suffix or 'preftune'}:{job.id}",
+                         trained_tokens=trained_tokens(attempt.run_dir),
+                         result_files=[results] if results else [])
+        else:
+            self._finish(lease, "failed", error=failure(code, attempt.log_path),
+                         level="error")
+
+    def _finish(self, lease: Lease, status: str, *, error: dict[str, Any] | None = None,
+                message: str | None = None, level: str = "info", **fields: Any) -> None:
+        queue.finish_attempt(self.db, lease, status, error=error,
+                             message=message or (error or {}).get("message"), level=level,
+                             **fields)
+        self._say(f"{lease.job_id}: {status}")
+
+    def _result_file(self, tenant_id: str, run_dir: Path) -> str | None:
+        """The run's metrics.jsonl, registered as a ``fine-tune-results`` file."""
+        metrics = run_dir / "metrics.jsonl"
+        if not metrics.exists():
+            return None
+        file_id = queue.new_id("file")
+        with metrics.open("rb") as f:
+            name, size = self.store.save(file_id, iter(lambda: f.read(1 << 20), b""),
+                                         "metrics.jsonl", limit=1 << 40)
+        queue.add_file(self.db, file_id, tenant_id, "metrics.jsonl", "fine-tune-results", size,
+                       name)
+        return file_id
+
+    def _say(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+
+
+def describe_metrics(row: dict[str, Any]) -> str:
+    step = int(row.get("step", 0))
+    if "eval/loss" in row:
+        return (f"Step {step}: eval loss={row['eval/loss']:.4f}, "
+                f"eval accuracy={row.get('eval/accuracy', float('nan')):.2f}")
+    return (f"Step {step}: training loss={row.get('loss', float('nan')):.4f}, "
+            f"accuracy={row.get('accuracy', float('nan')):.2f}")
+
+
+def checkpoint_metrics(step: int, train: dict[str, Any] | None,
+                       evaluation: dict[str, Any] | None) -> dict[str, Any]:
+    """The OpenAI checkpoint metrics from the run's rows at that step (None where absent)."""
+    return {"step": step,
+            "train_loss": (train or {}).get("loss"),
+            "train_mean_token_accuracy": (train or {}).get("accuracy"),
+            "valid_loss": (evaluation or {}).get("eval/loss"),
+            "valid_mean_token_accuracy": (evaluation or {}).get("eval/accuracy"),
+            "full_valid_loss": (evaluation or {}).get("eval/loss"),
+            "full_valid_mean_token_accuracy": (evaluation or {}).get("eval/accuracy")}
+
+
+def last_checkpoint_text(run_dir: Path) -> str:
+    rows = read_jsonl(run_dir / "checkpoints.jsonl")
+    return f"checkpoint {rows[-1]['name']}" if rows else "the start (no checkpoint yet)"
+
+
+def trained_tokens(run_dir: Path) -> int | None:
+    """Tokens the policy was trained on: the sum of the ``tokens`` of every training row."""
+    rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "tokens" in r]
+    return int(sum(r["tokens"] for r in rows)) if rows else None
+
+
+def failure(code: int, log_path: Path) -> dict[str, Any]:
+    """The job error for a training process that exited with ``code``: the error lines it
+    printed (``error:``, the details under it and ``hint:``), or how it ended."""
+    lines: list[str] = []
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        text = []
+    for i, line in enumerate(text):
+        if line.startswith("error:"):
+            lines = [line[len("error:"):].strip()]
+            for follow in text[i + 1:]:
+                if not (follow.startswith("  ") or follow.startswith("hint:")):
+                    break
+                lines.append(follow.strip())
+    if not lines:
+        how = (f"killed by signal {-code}" if code < 0 else f"exited with code {code}")
+        tail = [t for t in text[-5:] if t.strip()]
+        lines = [f"the training process {how}", *tail]
+    codes: dict[int, str] = {int(k): v for k, v in ERROR_CODES.items()}
+    return {"code": codes.get(code, "training_failed"), "message": "\n".join(lines),
+            "param": "training_file" if code == ExitCode.INVALID_DATA else None}
+
