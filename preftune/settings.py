@@ -8,6 +8,8 @@ PREFTUNE_SERVICE_DIR  where the job service keeps uploads and job directories (d
                  $XDG_DATA_HOME/preftune or ~/.local/share/preftune).
 PREFTUNE_DATABASE_URL  the service's database (default: SQLite in the service directory).
 PREFTUNE_SERVER, PREFTUNE_API_KEY  the server and key `preftune jobs` / `files` talk to.
+PREFTUNE_WORKER_PID  set by a service worker for the training process it starts: training
+                 stops when that worker is gone (see ``engine.stop.watch_worker``).
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
                  of `accelerate launch` (see ``lone_accelerate_process``).
 """
@@ -75,3 +77,9 @@ def server_url() -> str:
 
 def api_key() -> str | None:
     return os.environ.get("PREFTUNE_API_KEY") or None
+
+
+def worker_pid() -> int | None:
+    """The pid of the service worker that started this training process, if one did."""
+    value = os.environ.get("PREFTUNE_WORKER_PID", "")
+    return int(value) if value.isdigit() else None

@@ -16,8 +16,10 @@ from preftune.cli import config as config_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
 from preftune.cli import diagnose as diagnose_cmds
+from preftune.cli import jobs as jobs_cmds
 from preftune.cli import merge as merge_cmds
 from preftune.cli import plot as plot_cmds
+from preftune.cli import service as service_cmds
 from preftune.cli import sweep as sweep_cmds
 from preftune.cli import train as train_cmds
 from preftune.cli import use as use_cmds
@@ -51,6 +53,8 @@ compare_cmds.register(app)
 diagnose_cmds.register(app)
 dataset_cmds.register(app)
 config_cmds.register(app)
+jobs_cmds.register(app)
+service_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
 
 

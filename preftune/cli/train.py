@@ -57,6 +57,11 @@ def train_cmd(
     """Train a model on preference data (DPO, IPO, cDPO, robust, hinge, SimPO, ORPO, SFT)."""
     from preftune.engine.loop import train
 
+    worker = settings.worker_pid()
+    if worker is not None:
+        from preftune.engine.stop import watch_worker
+
+        watch_worker(worker)
     if settings.lone_accelerate_process():
         err.print("[yellow]warning:[/] accelerate launch started one process, not the several "
                   "asked for, as it does unless it finds two GPUs or is given --multi_gpu; on "

@@ -7,8 +7,10 @@ before the first step has nothing to save and stops at once.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -52,3 +54,23 @@ def stop_on_sigterm() -> Iterator[StopRequest]:
         yield stop
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def watch_worker(pid: int, every_s: float = 0.5) -> threading.Thread:
+    """Kill this process group once process ``pid`` (the service worker that started it)
+    is gone: a worker killed with SIGKILL cannot stop its training process itself, and an
+    orphan must not go on writing to a run directory the job's next attempt resumes."""
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os.killpg(os.getpgrp(), signal.SIGKILL)
+            except PermissionError:
+                pass  # alive, another user's (cannot happen for a worker's own child)
+            time.sleep(every_s)
+
+    thread = threading.Thread(target=watch, name="preftune-worker-watch", daemon=True)
+    thread.start()
+    return thread

@@ -86,8 +86,8 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_idempotency"),
-        Index("ix_jobs_status_created", "status", "created_at"),
-        Index("ix_jobs_tenant_created", "tenant_id", "created_at"),
+        Index("ix_jobs_status_order", "status", "order_key"),
+        Index("ix_jobs_tenant_order", "tenant_id", "order_key"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
@@ -114,6 +114,8 @@ class Job(Base):
     trained_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(Integer, default=now)
+    # Fractional creation time: first in, first claimed (created_at has whole seconds).
+    order_key: Mapped[float] = mapped_column(Float, default=time.time)
     started_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
     finished_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
 

@@ -84,7 +84,7 @@ def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
               validation_file=validation_file, method=method, config=config, seed=seed,
               suffix=suffix, metadata_=metadata, idempotency_key=idempotency_key,
               status="validating_files", attempt=0, lost_leases=0, max_attempts=max_attempts,
-              result_files=[], created_at=now())
+              result_files=[], created_at=now(), order_key=time.time())
     try:
         with db.session() as session:
             session.add(job)
@@ -127,9 +127,9 @@ def list_jobs(db: Database, tenant_id: str, after: str | None = None, limit: int
             anchor = session.get(Job, after)
             if anchor is None or anchor.tenant_id != tenant_id:
                 raise NotFound(f"no fine-tuning job {after!r} (the 'after' cursor)")
-            query = query.where(or_(Job.created_at < anchor.created_at,
-                                    (Job.created_at == anchor.created_at) & (Job.id < anchor.id)))
-        query = query.order_by(Job.created_at.desc(), Job.id.desc())
+            query = query.where(or_(Job.order_key < anchor.order_key,
+                                    (Job.order_key == anchor.order_key) & (Job.id < anchor.id)))
+        query = query.order_by(Job.order_key.desc(), Job.id.desc())
         if not metadata:
             rows = list(session.scalars(query.limit(limit + 1)))
             return rows[:limit], len(rows) > limit
@@ -281,7 +281,7 @@ def claim_validation(db: Database, worker_id: str, lease_s: float) -> Job | None
         job = session.scalars(
             select(Job).where(Job.status == "validating_files",
                               or_(Job.lease_owner.is_(None), Job.lease_expires_at < t))
-            .order_by(Job.created_at, Job.id).limit(1)
+            .order_by(Job.order_key, Job.id).limit(1)
             .with_for_update(skip_locked=True)).first()
         if job is None:
             return None
@@ -314,7 +314,7 @@ def claim_run(db: Database, worker_id: str, lease_s: float) -> Lease | None:
     t = time.time()
     with db.session() as session:
         job = session.scalars(select(Job).where(Job.status == "queued")
-                              .order_by(Job.created_at, Job.id).limit(1)
+                              .order_by(Job.order_key, Job.id).limit(1)
                               .with_for_update(skip_locked=True)).first()
         if job is None:
             return None
@@ -322,8 +322,8 @@ def claim_run(db: Database, worker_id: str, lease_s: float) -> Lease | None:
         job.status, job.requested = "running", None
         job.lease_owner, job.lease_expires_at = worker_id, t + lease_s
         job.started_at = job.started_at or int(t)
-        _event(session, job.id, f"Fine-tuning job started (attempt {job.attempt})",
-               attempt=job.attempt)
+        _event(session, job.id, f"Fine-tuning job started (attempt {job.attempt}, worker "
+               f"{worker_id})", attempt=job.attempt)
         return Lease(job.id, job.attempt, worker_id)
 
 

@@ -184,7 +184,7 @@ class Worker:
         else:
             message = "Training process started"
         queue.add_event(self.db, job.id, message, lease=lease)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PREFTUNE_WORKER_PID": str(os.getpid())}
         with log_path.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=job_dir, env=env,

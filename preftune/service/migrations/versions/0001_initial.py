@@ -86,6 +86,7 @@ def upgrade() -> None:
     sa.Column('trained_tokens', sa.Integer(), nullable=True),
     sa.Column('result_files', sa.JSON(), nullable=False),
     sa.Column('created_at', sa.Integer(), nullable=False),
+    sa.Column('order_key', sa.Float(), nullable=False),
     sa.Column('started_at', sa.Integer(), nullable=True),
     sa.Column('finished_at', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], ),
@@ -93,8 +94,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('tenant_id', 'idempotency_key', name='uq_jobs_idempotency')
     )
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.create_index('ix_jobs_status_created', ['status', 'created_at'], unique=False)
-        batch_op.create_index('ix_jobs_tenant_created', ['tenant_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_jobs_status_order', ['status', 'order_key'], unique=False)
+        batch_op.create_index('ix_jobs_tenant_order', ['tenant_id', 'order_key'], unique=False)
 
     op.create_table('job_checkpoints',
     sa.Column('id', sa.String(length=40), nullable=False),
@@ -141,8 +142,8 @@ def downgrade() -> None:
 
     op.drop_table('job_checkpoints')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
-        batch_op.drop_index('ix_jobs_tenant_created')
-        batch_op.drop_index('ix_jobs_status_created')
+        batch_op.drop_index('ix_jobs_tenant_order')
+        batch_op.drop_index('ix_jobs_status_order')
 
     op.drop_table('jobs')
     with op.batch_alter_table('files', schema=None) as batch_op:
