@@ -204,7 +204,7 @@ class Worker:
 
     def _follow(self, attempt: Attempt, stop: threading.Event) -> int:
         """Heartbeat, mirror and relay requests until the process exits; its exit code."""
-        beat_every = max(self.lease_s / 3, 0.2)
+        beat_every = min(max(self.lease_s / 3, 0.2), 1.0)  # requests reach it within 1 s
         next_beat = 0.0
         while True:
             code = attempt.process.poll()
@@ -289,7 +289,16 @@ class Worker:
     def _conclude(self, attempt: Attempt, code: int) -> None:
         """Write the attempt's outcome: a final status, or paused / queued to go on later."""
         lease = attempt.lease
-        if attempt.stopping == "cancel":
+        if code == 0 and not (attempt.run_dir / "final").is_dir():
+            code = ExitCode.TRAINING_FAILED  # exit 0 without a final model is no success
+        if code == 0:  # it finished before a stop request reached it: that stands
+            job = queue.get_job(self.db, None, lease.job_id)
+            results = self._result_file(job.tenant_id, attempt.run_dir)
+            self._finish(lease, "succeeded", message="The job has successfully completed",
+                         fine_tuned_model=f"ft:{job.model}:{job.suffix or 'preftune'}:{job.id}",
+                         trained_tokens=trained_tokens(attempt.run_dir),
+                         result_files=[results] if results else [])
+        elif attempt.stopping == "cancel":
             self._finish(lease, "cancelled", message="Fine-tuning job cancelled")
         elif attempt.stopping == "pause":
             self._finish(lease, "paused", message="Fine-tuning job paused at "
@@ -297,13 +306,6 @@ class Worker:
         elif attempt.stopping == "shutdown":
             self._finish(lease, "queued", message="The worker stopped; the job is queued "
                          "again to resume from " + last_checkpoint_text(attempt.run_dir))
-        elif code == 0:
-            job = queue.get_job(self.db, None, lease.job_id)
-            results = self._result_file(job.tenant_id, attempt.run_dir)
-            self._finish(lease, "succeeded", message="The job has successfully completed",
-                         fine_tuned_model=f"ft:{job.model}:{job.suffix or 'preftune'}:{job.id}",
-                         trained_tokens=trained_tokens(attempt.run_dir),
-                         result_files=[results] if results else [])
         else:
             self._finish(lease, "failed", error=failure(code, attempt.log_path),
                          level="error")

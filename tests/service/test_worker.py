@@ -1,0 +1,234 @@
+"""Workers running real training processes on the tiny model: tracking, pause and resume,
+cancel, failures, and the crash test (a SIGKILLed worker's job resumes on another worker)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from preftune.fsutil import read_jsonl
+from preftune.service import queue
+from preftune.service.auth import ensure_tenant
+from preftune.service.jobspec import build_spec
+from preftune.service.pipeline import register_local_file
+from preftune.service.queue import Lease, StaleAttempt
+from preftune.service.worker import Worker, validate_once
+
+FAST = {"batch_size": 2, "grad_accum": 1, "learning_rate": 2e-3, "max_length": 256,
+        "max_prompt_length": 128, "logging_steps": 1, "warmup_steps": 2}
+
+
+def submit(db, store, data: Path, **config):
+    tenant = ensure_tenant(db, "team-a")
+    file_id = register_local_file(db, store, tenant, data)
+    spec = build_spec("tiny", {"type": "dpo"}, {**FAST, **config}, seed=None)
+    job, _ = queue.enqueue(db, tenant_id=tenant, model="tiny", training_file=file_id,
+                           validation_file=None, method=spec.method, config=spec.config,
+                           seed=42)
+    return job
+
+
+def wait_for(predicate, timeout=180, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s")
+
+
+def status(db, job_id):
+    return queue.get_job(db, None, job_id).status
+
+
+def events(db, job_id):
+    rows, _ = queue.list_events(db, None, job_id, limit=1000)
+    return list(reversed(rows))
+
+
+def metrics_steps(db, job_id):
+    return [e.data["step"] for e in events(db, job_id) if e.type == "metrics"]
+
+
+def checkpoint_steps(db, job_id):
+    rows, _ = queue.list_checkpoints(db, None, job_id, limit=1000)
+    return sorted(r.step for r in rows)
+
+
+class Running:
+    """A Worker in a thread, stopped at the end of the test."""
+
+    def __init__(self, db, store, **options) -> None:
+        self.stop = threading.Event()
+        self.worker = Worker(db, store, lease_s=10, poll_s=0.1, grace_s=30, **options)
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,))
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+
+@pytest.fixture
+def running(db, store):
+    workers: list[Running] = []
+
+    def start(**options) -> Running:
+        workers.append(Running(db, store, **options))
+        return workers[-1]
+
+    yield start
+    for w in workers:
+        w.close()
+
+
+def test_a_job_runs_and_its_run_directory_is_mirrored(db, store, sample_pairs, running):
+    job = submit(db, store, sample_pairs, n_examples=16, batch_size=4, epochs=1,
+                 save_steps=2)
+    running()
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"))
+    row = queue.get_job(db, None, job.id)
+    assert row.status == "succeeded", row.error
+    run = store.run_dir(job.id)
+    metrics = [r for r in read_jsonl(run / "metrics.jsonl")]
+    assert [e.data for e in events(db, job.id) if e.type == "metrics"] == metrics
+    assert checkpoint_steps(db, job.id) == [r["step"] for r in
+                                            read_jsonl(run / "checkpoints.jsonl")] == [2, 4]
+    assert row.fine_tuned_model == f"ft:tiny:preftune:{job.id}"
+    assert row.trained_tokens == sum(r["tokens"] for r in metrics) > 0
+    (results,) = row.result_files
+    assert queue.file_row(db, row.tenant_id, results).purpose == "fine-tune-results"
+    assert (run / "final").is_dir() and row.attempt == 1
+
+
+def test_bad_data_fails_in_validation_before_any_training(db, store, tmp_path):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n'
+                    '{"prompt": "p", "chosen": "a"}\n', encoding="utf-8")
+    job = submit(db, store, data)
+    assert validate_once(db, store, "v", 30)
+    row = queue.get_job(db, None, job.id)
+    assert row.status == "failed" and row.error["code"] == "invalid_training_file"
+    assert row.error["param"] == "training_file"
+    assert "record 1" in row.error["message"] and "rejected" in row.error["message"]
+    assert str(store.root) not in row.error["message"]  # no server path leaks out
+    assert not store.job_dir(job.id).exists()
+
+
+def test_a_failing_training_process_fails_the_job_with_its_error(db, store, sample_pairs,
+                                                                 running, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    job = submit(db, store, sample_pairs, n_examples=8)
+    with db.session() as session:  # a model that cannot be loaded: exit code 4
+        from preftune.service.db import Job
+
+        session.get(Job, job.id).config = {**job.config, "model": "nobody/no-such-model"}
+    running()
+    wait_for(lambda: status(db, job.id) == "failed")
+    error = queue.get_job(db, None, job.id).error
+    assert error["code"] == "model_not_found" and "nobody/no-such-model" in error["message"]
+    assert any(e.level == "error" for e in events(db, job.id))
+
+
+def test_pause_keeps_a_checkpoint_and_resume_continues_from_it(db, store, sample_pairs,
+                                                               running):
+    job = submit(db, store, sample_pairs, max_steps=60)
+    running()
+    wait_for(lambda: len(metrics_steps(db, job.id)) >= 3)
+    queue.request_pause(db, None, job.id)
+    wait_for(lambda: status(db, job.id) == "paused")
+    paused_at = checkpoint_steps(db, job.id)
+    assert paused_at and paused_at[-1] == max(metrics_steps(db, job.id)) < 60
+    assert "Fine-tuning job paused at checkpoint step-" in events(db, job.id)[-1].message
+    queue.request_resume(db, None, job.id)
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"))
+    row = queue.get_job(db, None, job.id)
+    assert row.status == "succeeded" and row.attempt == 2
+    messages = [e.message for e in events(db, job.id)]
+    assert f"Resuming from checkpoint step-{paused_at[-1]}" in messages
+    assert metrics_steps(db, job.id) == list(range(1, 61))
+
+
+def test_cancel_stops_the_training_process_group(db, store, sample_pairs, running):
+    job = submit(db, store, sample_pairs, max_steps=400)
+    running()
+    wait_for(lambda: metrics_steps(db, job.id))
+    log = store.job_dir(job.id) / "logs" / "attempt-1.log"
+    queue.request_cancel(db, None, job.id)
+    wait_for(lambda: status(db, job.id) == "cancelled", timeout=60)
+    size = log.stat().st_size
+    time.sleep(1.5)
+    assert log.stat().st_size == size  # nothing writes any more
+    assert max(metrics_steps(db, job.id)) < 400
+
+
+def test_a_sigkilled_workers_job_resumes_on_another_worker(database_url, db, store,
+                                                           sample_pairs, tmp_path):
+    """The crash test: kill a worker process after its job's first checkpoint."""
+    job = submit(db, store, sample_pairs, max_steps=30, save_steps=3)
+    validate_once(db, store, "validator", 30)
+    log = (tmp_path / "worker-a.log").open("w")
+    worker_a = subprocess.Popen(
+        [sys.executable, "-m", "preftune", "worker", "--database-url", database_url,
+         "--service-dir", str(store.root), "--lease-s", "3", "--poll-s", "0.2"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: checkpoint_steps(db, job.id))
+        dead = queue.get_job(db, None, job.id)
+        stale = Lease(job.id, dead.attempt, dead.lease_owner)
+        assert stale.attempt == 1
+        worker_a.send_signal(signal.SIGKILL)
+        worker_a.wait()
+    finally:
+        worker_a.kill()
+    trainer = int(re.search(r"\(pid (\d+)\)", (tmp_path / "worker-a.log").read_text())[1])
+    wait_for(lambda: not _alive(trainer), timeout=15)  # the orphan killed itself
+
+    second = Running(db, store)
+    try:
+        wait_for(lambda: status(db, job.id) in ("succeeded", "failed"), timeout=240)
+    finally:
+        second.close()
+    row = queue.get_job(db, None, job.id)
+    assert row.status == "succeeded", row.error
+    assert row.attempt == 2 and row.lost_leases == 1
+    with pytest.raises(StaleAttempt):
+        queue.add_event(db, job.id, "a late write from the dead attempt", lease=stale)
+    with pytest.raises(StaleAttempt):
+        queue.record_checkpoint(db, stale, 99, "step-99", "m", {})
+    assert list(store.jobs_dir.iterdir()) == [store.job_dir(job.id)]
+    assert sorted(p.name for p in store.job_dir(job.id).iterdir()) == [
+        "logs", "run", "train.yaml"]
+    assert sorted(p.name for p in (store.job_dir(job.id) / "logs").iterdir()) == [
+        "attempt-1.log", "attempt-2.log"]
+    messages = [e.message for e in events(db, job.id)]
+    resumed = [m for m in messages if m.startswith("Resuming from checkpoint step-")]
+    assert len(resumed) == 1
+    assert any("stopped renewing its lease on attempt 1" in m for m in messages)
+    on_disk = [r["step"] for r in read_jsonl(store.run_dir(job.id) / "checkpoints.jsonl")]
+    assert checkpoint_steps(db, job.id) == sorted(set(on_disk)) == list(range(3, 31, 3))
+    assert metrics_steps(db, job.id) == list(range(1, 31))
+    assert json.loads((store.run_dir(job.id) / "config.json").read_text())["config"][
+        "max_steps"] == 30
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for its parent counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
