@@ -223,7 +223,9 @@ def event_id(number: int) -> str:
 
 def event_number(event: str) -> int:
     digits = event.removeprefix("ftevent-")
-    if not digits.isdigit():
+    # isdigit() alone passes "²" (int() refuses it); over 18 digits is past a 64-bit row id,
+    # which SQLite cannot even compare with.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
         raise NotFound(f"no event {event!r}")
     return int(digits)
 
