@@ -1,0 +1,152 @@
+"""``/v1/files``: upload, list, read and delete datasets, as OpenAI's Files API does.
+
+Bytes go to the store under a name the server makes up; the client's file name is kept only
+as the file's ``filename``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import FileResponse
+from sqlalchemy import delete, or_, select
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from preftune.service import queue
+from preftune.service.db import File
+from preftune.service.deps import CurrentPrincipal, Service, ServiceDep
+from preftune.service.jobspec import InvalidRequest
+from preftune.service.schemas import (
+    ID_PATTERN,
+    FileDeleted,
+    FileList,
+    FilePublic,
+    error_responses,
+)
+from preftune.service.store import display_name
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+PURPOSE = "fine-tune"
+CHUNK = 1 << 20
+FileId = Annotated[str, Path(pattern=ID_PATTERN, description="A file id (file-...).")]
+
+# The form is parsed by create_file itself, after the key was checked, rather than by FastAPI
+# before any dependency runs: an anonymous client must not get a large body spooled. This
+# describes that form in the OpenAPI document.
+_UPLOAD_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file", "purpose"],
+        "properties": {
+            "file": {"type": "string", "format": "binary",
+                     "description": "JSONL, JSON, parquet or CSV preference data."},
+            "purpose": {"type": "string", "enum": [PURPOSE]},
+        }}}}}}
+
+
+@router.post("", response_model=FilePublic, openapi_extra=_UPLOAD_FORM,
+             responses=error_responses(400))
+async def create_file(request: Request, principal: CurrentPrincipal,
+                      service: ServiceDep) -> FilePublic:
+    """Upload a dataset: multipart with ``file`` and ``purpose=fine-tune``."""
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload, purpose = form.get("file"), form.get("purpose")
+        if purpose != PURPOSE:
+            shown = "missing" if purpose is None else repr(purpose)[:80]
+            raise InvalidRequest(f"purpose is {shown}: this service stores fine-tuning data "
+                                 "only", "purpose", [f"send purpose={PURPOSE}"])
+        if not isinstance(upload, UploadFile):
+            raise InvalidRequest("no file in the request: expected a multipart part named "
+                                 "'file' holding the data", "file",
+                                 ["send multipart/form-data with the fields file and purpose"])
+        row = await run_in_threadpool(_store_upload, service, principal.tenant_id, upload)
+    return FilePublic.from_row(row)
+
+
+def _store_upload(service: Service, tenant_id: str, upload: UploadFile) -> File:
+    """Stream the spooled part into the store, then record it; no row without bytes."""
+    file_id = queue.new_id("file")
+    chunks = iter(lambda: upload.file.read(CHUNK), b"")
+    storage_name, size = service.store.save(file_id, chunks, upload.filename,
+                                            service.max_upload_bytes)
+    try:
+        return queue.add_file(service.db, file_id, tenant_id, display_name(upload.filename),
+                              PURPOSE, size, storage_name)
+    except BaseException:
+        service.store.delete(storage_name)
+        raise
+
+
+@router.get("", response_model=FileList, responses=error_responses(404))
+def list_files(
+    principal: CurrentPrincipal, service: ServiceDep,
+    purpose: Annotated[str | None, Query(pattern=r"^[a-z_-]{1,40}$")] = None,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                       description="The last file id of the page before.")
+                     ] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 10000,
+    order: Literal["asc", "desc"] = "desc",
+) -> FileList:
+    """The caller's files, newest first unless ``order=asc``."""
+    with service.db.session() as session:
+        query = select(File).where(File.tenant_id == principal.tenant_id)
+        if purpose is not None:
+            query = query.where(File.purpose == purpose)
+        if after is not None:
+            anchor = session.get(File, after)
+            if anchor is None or anchor.tenant_id != principal.tenant_id:
+                raise queue.NotFound(f"no file {after!r} (the 'after' cursor)",
+                                     ["pass the id of the last file of the previous page"])
+            if order == "desc":
+                query = query.where(or_(File.created_at < anchor.created_at,
+                                        (File.created_at == anchor.created_at)
+                                        & (File.id < anchor.id)))
+            else:
+                query = query.where(or_(File.created_at > anchor.created_at,
+                                        (File.created_at == anchor.created_at)
+                                        & (File.id > anchor.id)))
+        if order == "desc":
+            query = query.order_by(File.created_at.desc(), File.id.desc())
+        else:
+            query = query.order_by(File.created_at, File.id)
+        rows = list(session.scalars(query.limit(limit + 1)))
+    return FileList(data=[FilePublic.from_row(r) for r in rows[:limit]],
+                    has_more=len(rows) > limit)
+
+
+@router.get("/{file_id}", response_model=FilePublic, responses=error_responses(404))
+def get_file(file_id: FileId, principal: CurrentPrincipal, service: ServiceDep) -> FilePublic:
+    return FilePublic.from_row(queue.file_row(service.db, principal.tenant_id, file_id))
+
+
+@router.get("/{file_id}/content", response_class=FileResponse,
+            responses={200: {"content": {"application/octet-stream": {}},
+                             "description": "The file's bytes, as uploaded."},
+                       **error_responses(404)})
+def file_content(file_id: FileId, principal: CurrentPrincipal,
+                 service: ServiceDep) -> FileResponse:
+    row = queue.file_row(service.db, principal.tenant_id, file_id)
+    path = service.store.file_path(row.storage_name)
+    if not path.is_file():
+        raise queue.NotFound(f"the bytes of file {file_id} are missing from the server's "
+                             "store", ["upload the data again; tell the server's operator"])
+    return FileResponse(path, media_type="application/octet-stream", filename=row.filename)
+
+
+@router.delete("/{file_id}", response_model=FileDeleted, responses=error_responses(404, 409))
+def delete_file(file_id: FileId, principal: CurrentPrincipal,
+                service: ServiceDep) -> FileDeleted:
+    """Delete a file no unfinished job reads."""
+    row = queue.file_row(service.db, principal.tenant_id, file_id)
+    users = queue.files_in_use(service.db, file_id)
+    if users:
+        raise queue.Conflict(f"file {file_id} is read by {users} unfinished fine-tuning "
+                             f"job{'s' if users > 1 else ''}",
+                             ["cancel those jobs, or delete the file once they have ended"])
+    with service.db.session() as session:
+        session.execute(delete(File).where(File.id == file_id,
+                                           File.tenant_id == principal.tenant_id))
+    service.store.delete(row.storage_name)
+    return FileDeleted(id=file_id, deleted=True)

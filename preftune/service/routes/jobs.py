@@ -1,0 +1,189 @@
+"""``/v1/fine_tuning/jobs``: create, list, read, cancel, pause and resume jobs; their events
+and checkpoints. Shaped like OpenAI's fine-tuning API; ``config`` and ``max_attempts`` on
+create, ``pause`` / ``resume`` and the ``paused`` status are preftune's additions.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from sqlalchemy import select
+
+from preftune.service import queue
+from preftune.service.db import Database, Job
+from preftune.service.deps import CurrentPrincipal, ServiceDep
+from preftune.service.jobspec import InvalidRequest, JobSpec, build_spec, check_model_name
+from preftune.service.schemas import (
+    ID_PATTERN,
+    CheckpointList,
+    CheckpointPublic,
+    EventList,
+    EventPublic,
+    JobCreate,
+    JobList,
+    JobPublic,
+    Text,
+    error_responses,
+)
+from preftune.service.store import Store
+
+router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="A job id (ftjob-...).")]
+_METADATA_PARAM = re.compile(r"metadata\[(.*)\]")
+_SEED_MAX = 2**31 - 1  # the jobs table's seed column is a 32-bit integer
+
+
+@router.post("", response_model=JobPublic, responses=error_responses(400))
+def create_job(
+    body: JobCreate, principal: CurrentPrincipal, service: ServiceDep,
+    idempotency_key: Annotated[Text | None, Header(
+        alias="Idempotency-Key", max_length=200,
+        description="Retrying with the same key returns the job the first request created.")
+    ] = None,
+) -> JobPublic:
+    """Create a job in ``validating_files``; a validator checks its files next."""
+    if body.integrations:
+        raise InvalidRequest("integrations are not supported by preftune", "integrations",
+                             ["leave integrations out; config.report_to sends metrics to "
+                              "wandb, tensorboard or mlflow"])
+    for param, file_id in (("training_file", body.training_file),
+                           ("validation_file", body.validation_file)):
+        if file_id is not None:
+            _check_file(service.db, principal.tenant_id, file_id, param)
+    spec = _spec(service.db, service.store, principal.tenant_id, body)
+    seed = spec.config["seed"]
+    if not 0 <= seed <= _SEED_MAX:
+        raise InvalidRequest(f"seed {seed} is out of range: expected 0 to {_SEED_MAX}",
+                             "seed" if body.seed is not None else "config.seed")
+    job, _ = queue.enqueue(
+        service.db, tenant_id=principal.tenant_id, model=body.model,
+        training_file=body.training_file, validation_file=body.validation_file,
+        method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
+        metadata=body.metadata, idempotency_key=idempotency_key,
+        max_attempts=body.max_attempts or 3)
+    return JobPublic.from_row(job)
+
+
+def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
+    """A job reads only the caller's own fine-tune files (400 naming the field otherwise,
+    as OpenAI answers)."""
+    try:
+        row = queue.file_row(db, tenant_id, file_id)
+    except queue.NotFound:
+        raise InvalidRequest(f"{param} {file_id!r}: no such file", param,
+                             ["upload it with POST /v1/files and pass the id it returns"]
+                             ) from None
+    if row.purpose != "fine-tune":
+        raise InvalidRequest(f"{param} {file_id!r} has purpose {row.purpose!r}, not "
+                             "'fine-tune'", param, ["upload the data with purpose=fine-tune"])
+
+
+def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> JobSpec:
+    """The job's training config; an ``ft:`` model trains on from that job's final weights."""
+    method = body.method.model_dump() if body.method is not None else None
+    if body.hyperparameters is not None:
+        if method is not None:
+            raise InvalidRequest("hyperparameters are given twice: at the top level and in "
+                                 "method", "hyperparameters",
+                                 ["give them in method.<type>.hyperparameters only"])
+        method = {"type": "dpo", "dpo": {"hyperparameters": body.hyperparameters}}
+    if not body.model.startswith("ft:"):
+        check_model_name(body.model)
+        return build_spec(body.model, method, body.config, body.seed)
+    source = _tuned(db, tenant_id, body.model)
+    spec = build_spec("tiny", method, body.config, body.seed)  # validates all but the model
+    # A path the server made: the job row keeps the client's ft: name as its model.
+    return replace(spec, config={**spec.config, "model": str(store.run_dir(source.id) / "final")})
+
+
+def _tuned(db: Database, tenant_id: str, model: str) -> Job:
+    """The caller's succeeded job that produced the fine-tuned model ``model``."""
+    with db.session() as session:
+        job = session.scalars(select(Job).where(
+            Job.tenant_id == tenant_id, Job.fine_tuned_model == model,
+            Job.status == "succeeded")).first()
+    if job is None:
+        raise InvalidRequest(f"model {model!r} is not a fine-tuned model of yours", "model",
+                             ["use the fine_tuned_model of one of your succeeded jobs"])
+    return job
+
+
+@router.get("", response_model=JobList, responses=error_responses(400, 404))
+def list_jobs(
+    request: Request, principal: CurrentPrincipal, service: ServiceDep,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                       description="The last job id of the page before.")
+                     ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
+    """The caller's jobs, newest first. Filter on metadata with ``metadata[key]=value``
+    query parameters (what the OpenAI SDK sends for ``metadata={"key": "value"}``)."""
+    metadata: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name == "metadata":
+            raise InvalidRequest(f"metadata={value!r} is not a filter preftune supports",
+                                 "metadata", ["filter with metadata[key]=value"])
+        found = _METADATA_PARAM.fullmatch(name)
+        if found:
+            metadata[found.group(1)] = value
+    jobs, more = queue.list_jobs(service.db, principal.tenant_id, after, limit, metadata)
+    return JobList(data=[JobPublic.from_row(j) for j in jobs], has_more=more)
+
+
+@router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
+def get_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobPublic:
+    return JobPublic.from_row(queue.get_job(service.db, principal.tenant_id, job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic,
+             responses=error_responses(404, 409))
+def cancel_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobPublic:
+    """Cancel a job; a running one stops at its worker's next heartbeat."""
+    return JobPublic.from_row(queue.request_cancel(service.db, principal.tenant_id, job_id))
+
+
+@router.post("/{job_id}/pause", response_model=JobPublic, responses=error_responses(404, 409))
+def pause_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobPublic:
+    """Pause a queued job now, or a running one once it has saved a checkpoint."""
+    return JobPublic.from_row(queue.request_pause(service.db, principal.tenant_id, job_id))
+
+
+@router.post("/{job_id}/resume", response_model=JobPublic,
+             responses=error_responses(404, 409))
+def resume_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobPublic:
+    """Queue a paused job again; it continues from its last checkpoint."""
+    return JobPublic.from_row(queue.request_resume(service.db, principal.tenant_id, job_id))
+
+
+@router.get("/{job_id}/events", response_model=EventList, responses=error_responses(404))
+def list_events(
+    job_id: JobId, principal: CurrentPrincipal, service: ServiceDep,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                       description="The last event id of the page before.")
+                     ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> EventList:
+    """The job's events, newest first; metrics events carry the metrics row as ``data``."""
+    rows, more = queue.list_events(service.db, principal.tenant_id, job_id, after, limit)
+    return EventList(data=[EventPublic.from_row(r) for r in rows], has_more=more)
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList,
+            responses=error_responses(404))
+def list_checkpoints(
+    job_id: JobId, principal: CurrentPrincipal, service: ServiceDep,
+    after: Annotated[str | None, Query(pattern=ID_PATTERN,
+                                       description="The last checkpoint id of the page "
+                                       "before.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> CheckpointList:
+    """The job's durable checkpoints, highest step first."""
+    job = queue.get_job(service.db, principal.tenant_id, job_id)
+    rows, more = queue.list_checkpoints(service.db, principal.tenant_id, job_id, after, limit)
+    return CheckpointList(data=[CheckpointPublic.from_row(r, job) for r in rows],
+                          has_more=more)
+

@@ -1,0 +1,288 @@
+"""What the HTTP API reads and writes: request and response bodies, per resource.
+
+The shapes follow OpenAI's fine-tuning API (files, jobs, events, checkpoints, errors) so the
+official SDK reads them; preftune's additions are marked as extensions. ``*Create`` models are
+request bodies, ``*Public`` models are responses; ``from_row`` turns a table row into one.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from preftune.service.db import File, Job, JobCheckpoint, JobEvent
+from preftune.service.queue import STATUSES, event_id
+
+JobStatus = Literal["validating_files", "queued", "running", "paused", "succeeded", "failed",
+                    "cancelled"]
+assert set(get_args(JobStatus)) == set(STATUSES)  # one list of states: the queue's
+
+
+def printable(value: str) -> str:
+    """Refuse control characters: PostgreSQL cannot store NUL, and no id or name needs them."""
+    if any(not c.isprintable() for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
+Text = Annotated[str, AfterValidator(printable)]
+FileRef = Annotated[str, Field(max_length=64), AfterValidator(printable)]
+Suffix = Annotated[str, Field(max_length=64), AfterValidator(printable)]
+MetadataKey = Annotated[str, Field(max_length=64), AfterValidator(printable)]
+MetadataValue = Annotated[str, Field(max_length=512), AfterValidator(printable)]
+# Every id the service hands out is a prefix, a dash and hex digits; event ids are numbered.
+ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+class ErrorBody(BaseModel):
+    message: str = Field(description="What went wrong and what to do about it.")
+    type: str = Field(description="invalid_request_error, authentication_error, ...")
+    param: str | None = Field(None, description="The request field at fault, if one is.")
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Every error the API answers with, whatever its status."""
+
+    error: ErrorBody
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` declaring ``statuses`` (plus those any /v1 call can get)."""
+    described = {400: "Invalid request", 401: "Missing or invalid API key",
+                 404: "No such object (for this API key's organization)",
+                 409: "The object's state does not allow this", 413: "Request body too large",
+                 422: "Request does not match the schema", 429: "Rate limit exceeded"}
+    every = sorted({401, 413, 422, 429, *statuses})
+    return {status: {"model": ErrorResponse, "description": described[status]}
+            for status in every}
+
+
+# ------------------------------------------------------------------------------------- files
+
+
+class FilePublic(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    bytes: int
+    created_at: int
+    filename: str = Field(description="The name the client uploaded it under (metadata only).")
+    purpose: str
+    status: Literal["processed"] = "processed"
+    status_details: None = None
+    expires_at: None = None
+
+    @classmethod
+    def from_row(cls, row: File) -> FilePublic:
+        return cls(id=row.id, bytes=row.bytes, created_at=row.created_at,
+                   filename=row.filename, purpose=row.purpose)
+
+
+class FileList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FilePublic]
+    has_more: bool
+
+
+class FileDeleted(BaseModel):
+    id: str
+    object: Literal["file"] = "file"
+    deleted: bool
+
+
+# -------------------------------------------------------------------------------------- jobs
+
+
+class MethodCreate(BaseModel):
+    """``{"type": "dpo", "dpo": {"hyperparameters": {...}}}``; the settings object is named
+    by the type (dpo, ipo, cdpo, robust, hinge, simpo, orpo, sft, supervised)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Text = "dpo"
+
+
+class JobCreate(BaseModel):
+    """A fine-tuning job request. ``config`` and ``max_attempts`` are preftune extensions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Annotated[str, Field(min_length=1, max_length=300), AfterValidator(printable)] = \
+        Field(description="tiny, an alias, a hub id org/name, or the ft: name of one of your "
+              "succeeded jobs.")
+    training_file: FileRef
+    validation_file: FileRef | None = None
+    method: MethodCreate | None = None
+    hyperparameters: dict[str, Any] | None = Field(
+        None, description="Deprecated: the hyperparameters of a dpo method.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    suffix: Suffix | None = None
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=16)
+    integrations: list[Any] | None = Field(None, description="Not supported: only an empty "
+                                           "list (or null) is accepted.")
+    config: dict[str, Any] | None = Field(None, description="preftune extension: any "
+                                          "TrainConfig option except data and output paths.")
+    max_attempts: int | None = Field(None, ge=1, le=10, description="preftune extension: "
+                                     "attempts a job gets when workers die under it.")
+
+    @field_validator("method", "hyperparameters", "config", mode="after")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        """JSON as Python reads it allows NaN and Infinity; no option means them."""
+        found = _non_finite(value.model_dump() if isinstance(value, BaseModel) else value)
+        if found is not None:
+            raise ValueError(f"{found} is not a finite number")
+        return value
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """The path of the first NaN or infinity inside ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    items: Any = (value.items() if isinstance(value, dict)
+                  else enumerate(value) if isinstance(value, list) else ())
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+class JobError(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: str
+    message: str
+    param: str | None = None
+
+
+class Hyperparameters(BaseModel):
+    batch_size: int | None = None
+    learning_rate_multiplier: float | None = None
+    n_epochs: int | None = None
+
+
+class JobPublic(BaseModel):
+    """The ``fine_tuning.job`` object; ``attempt`` and ``config`` are preftune extensions."""
+
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    created_at: int
+    error: JobError | None
+    fine_tuned_model: str | None
+    finished_at: int | None
+    hyperparameters: Hyperparameters
+    model: str
+    organization_id: str
+    result_files: list[str]
+    seed: int
+    status: JobStatus
+    trained_tokens: int | None
+    training_file: str
+    validation_file: str | None
+    estimated_finish: None = None
+    integrations: list[Any] = Field(default_factory=list)
+    metadata: dict[str, str] | None
+    method: dict[str, Any]
+    user_provided_suffix: str | None
+    attempt: int = Field(description="preftune extension: runs started so far (a worker "
+                         "lost midway resumes under the next).")
+    config: dict[str, Any] = Field(description="preftune extension: the training options the "
+                                   "job runs with.")
+
+    @classmethod
+    def from_row(cls, job: Job) -> JobPublic:
+        kind = job.method.get("type", "dpo")
+        resolved = (job.method.get(kind) or {}).get("hyperparameters") or {}
+        return cls(
+            id=job.id, created_at=job.created_at,
+            error=JobError.model_validate(job.error) if job.error else None,
+            fine_tuned_model=job.fine_tuned_model, finished_at=job.finished_at,
+            hyperparameters=Hyperparameters.model_validate(
+                {k: v for k, v in resolved.items() if k in Hyperparameters.model_fields}),
+            model=job.model, organization_id=job.tenant_id,
+            result_files=list(job.result_files or []), seed=job.seed, status=job.status,
+            trained_tokens=job.trained_tokens, training_file=job.training_file,
+            validation_file=job.validation_file, metadata=job.metadata_, method=job.method,
+            user_provided_suffix=job.suffix, attempt=job.attempt,
+            # A job tuned from an ft: model has that model's directory as config["model"]:
+            # a server path, which clients see as the name they asked for.
+            config={**job.config, "model": job.model})
+
+
+class JobList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[JobPublic]
+    has_more: bool
+
+
+class EventPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.event"] = "fine_tuning.job.event"
+    created_at: int
+    level: Literal["info", "warn", "error"]
+    message: str
+    type: Literal["message", "metrics"]
+    data: dict[str, Any] | None = Field(description="For metrics events, the run's "
+                                        "metrics.jsonl row as written.")
+
+    @classmethod
+    def from_row(cls, row: JobEvent) -> EventPublic:
+        return cls(id=event_id(row.id), created_at=row.created_at, level=row.level,
+                   message=row.message, type=row.type, data=row.data)
+
+
+class EventList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EventPublic]
+    has_more: bool
+
+
+class CheckpointMetrics(BaseModel):
+    step: float | None = None
+    train_loss: float | None = None
+    train_mean_token_accuracy: float | None = None
+    valid_loss: float | None = None
+    valid_mean_token_accuracy: float | None = None
+    full_valid_loss: float | None = None
+    full_valid_mean_token_accuracy: float | None = None
+
+
+class CheckpointPublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.checkpoint"] = "fine_tuning.job.checkpoint"
+    created_at: int
+    fine_tuned_model_checkpoint: str
+    fine_tuning_job_id: str
+    step_number: int
+    metrics: CheckpointMetrics
+
+    @classmethod
+    def from_row(cls, row: JobCheckpoint, job: Job) -> CheckpointPublic:
+        model = (job.fine_tuned_model
+                 or f"ft:{job.model}:{job.suffix or 'preftune'}:{job.id}")
+        metrics = {name: row.metrics.get(name) for name in CheckpointMetrics.model_fields}
+        metrics["step"] = row.metrics.get("step", row.step)
+        return cls(id=row.id, created_at=row.created_at,
+                   fine_tuned_model_checkpoint=f"{model}:ckpt-step-{row.step}",
+                   fine_tuning_job_id=job.id, step_number=row.step,
+                   metrics=CheckpointMetrics.model_validate(metrics))
+
+
+class CheckpointList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CheckpointPublic]
+    has_more: bool
+
+
+# ------------------------------------------------------------------------------------ health
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: str
