@@ -2,9 +2,9 @@
 
 One method per endpoint, each returning the parsed JSON object. Whatever goes wrong comes
 back as a project error carrying the server's message: a bad key, an unknown id or a refused
-request is a ``UsageError`` (exit 2), data the server cannot read is a ``DataError`` (exit 3),
-a server fault is a ``PreftuneError`` (exit 1). A server that cannot be reached is a
-``UsageError`` naming the URL.
+request is a ``UsageError`` (exit 2), an upload the server cannot read is a ``DataError``
+(exit 3), a server fault is a ``PreftuneError`` (exit 1). A server that cannot be reached is
+a ``UsageError`` naming the URL.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 from preftune.errors import DataError, PreftuneError, UsageError
 
 KEY_HINTS = ("set PREFTUNE_API_KEY or pass --api-key",
-             "an administrator creates one on the server with: preftune keys create --name NAME")
+             "an administrator creates keys on the server with: preftune keys create --name NAME")
 RATE_LIMIT_RETRIES = 3
 
 
@@ -172,19 +172,19 @@ def api_error(url: str, method: str, path: str, response: httpx.Response) -> Pre
     if param and str(param) not in message:
         details.append(f"field: {param}")
     if status in (401, 403):
-        return UsageError(message, details=details, hints=hints + list(KEY_HINTS))
+        return UsageError(message, details=details, hints=_merged(list(KEY_HINTS), hints))
     if status == 404:
         listing = "files" if path.startswith("/files") else "jobs"
         return UsageError(message, details=details,
                           hints=hints + [f"list them with: preftune {listing} list"])
     if status == 413:
-        return UsageError(message, details=details, hints=hints + [
+        return UsageError(message, details=details, hints=hints or [
             "split the data, or ask for a server started with a larger --max-upload-mb"])
     if status == 429:
-        return UsageError(message, details=details, hints=hints + [
+        return UsageError(message, details=details, hints=hints or [
             "too many requests for this key; wait a minute and try again"])
-    if status in (400, 422) and (method, path) == ("POST", "/files"):
-        return DataError(message, details=details, hints=hints)  # the bytes sent are bad
+    if error.get("code") == "invalid_file":  # the server could not read the data sent
+        return DataError(message, details=details, hints=hints)
     if status < 500:
         return UsageError(message, details=details, hints=hints)
     return PreftuneError(f"the server failed on {method} {path}: {message}", details=details,
@@ -214,6 +214,10 @@ def _error_body(response: httpx.Response) -> dict[str, Any]:
     if isinstance(body, dict) and "detail" in body:  # a framework error, not ours
         return {"message": str(body["detail"])}
     return {}
+
+
+def _merged(first: list[str], then: list[str]) -> list[str]:
+    return first + [hint for hint in then if hint not in first]
 
 
 def _retry_after(response: httpx.Response) -> float:
