@@ -8,6 +8,8 @@ its outcome: 0 succeeded; a failed job by its error code (3 invalid data, 4 mode
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 import time
@@ -16,8 +18,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from preftune import settings
@@ -104,7 +113,8 @@ def files_list(server: Server = None, api_key: ApiKey = None, as_json: AsJson = 
         return
     table = Table(box=None, pad_edge=False)
     for name in ("id", "bytes", "filename", "purpose", "created"):
-        table.add_column(name, justify="right" if name == "bytes" else "left")
+        table.add_column(name, justify="right" if name == "bytes" else "left",
+                         no_wrap=name == "id")
     for f in listing["data"]:
         table.add_row(f["id"], f"{f['bytes']:,}", escape(f["filename"]), f["purpose"],
                       _time(f.get("created_at")))
@@ -208,6 +218,9 @@ def jobs_create(
     if validation_file is not None and eval_dataset is not None:
         raise UsageError("name the validation data once: --validation-file ID or "
                          "--eval-dataset PATH")
+    if wait and as_json:
+        raise UsageError("--json and --wait do not go together: the events would mix with "
+                         "the JSON", ["create with --json, then: preftune jobs wait ID"])
     config = parse_overrides(overrides or [])
     hyper = {"beta": beta, "batch_size": batch_size, "n_epochs": n_epochs,
              "learning_rate_multiplier": learning_rate_multiplier}
@@ -220,10 +233,18 @@ def jobs_create(
     }
     note = err.print if as_json else out.print
     with connect(server, api_key) as client:
-        request["training_file"] = training_file or _upload(client, dataset, note)
-        request["validation_file"] = validation_file or _upload(client, eval_dataset, note)
-        job = client.create_job({k: v for k, v in request.items() if v is not None},
-                                idempotency_key)
+        uploaded: list[str] = []
+        try:
+            request["training_file"] = training_file or _upload(client, dataset, note, uploaded)
+            request["validation_file"] = (validation_file
+                                          or _upload(client, eval_dataset, note, uploaded))
+            job = client.create_job({k: v for k, v in request.items() if v is not None},
+                                    idempotency_key)
+        except PreftuneError:
+            for file_id in uploaded:  # no job reads them: do not leave them behind
+                with contextlib.suppress(PreftuneError):  # the first error is the one to show
+                    client.delete_file(file_id)
+            raise
         if as_json:
             _print_json(job)
         else:
@@ -255,7 +276,7 @@ def jobs_list(
         return
     table = Table(box=None, pad_edge=False)
     for name in ("id", "status", "model", "created", "finished", "fine_tuned_model"):
-        table.add_column(name)
+        table.add_column(name, no_wrap=name == "id")
     for job in listing["data"]:
         table.add_row(job["id"], _status(job["status"]), escape(job["model"]),
                       _time(job.get("created_at")), _time(job.get("finished_at")),
@@ -338,11 +359,14 @@ def jobs_events(
 
 
 @jobs_app.command("checkpoints")
-def jobs_checkpoints(job_id: JobId, server: Server = None, api_key: ApiKey = None,
-                     as_json: AsJson = False) -> None:
+def jobs_checkpoints(
+    job_id: JobId,
+    limit: Annotated[int, typer.Option(min=1, help="The newest N checkpoints.")] = 10,
+    server: Server = None, api_key: ApiKey = None, as_json: AsJson = False,
+) -> None:
     """A job's saved checkpoints, newest first, with their training metrics."""
     with connect(server, api_key) as client:
-        listing = client.list_checkpoints(job_id)
+        listing = client.list_checkpoints(job_id, limit=limit)
     if as_json:
         _print_json(listing)
         return
@@ -358,6 +382,9 @@ def jobs_checkpoints(job_id: JobId, server: Server = None, api_key: ApiKey = Non
                       _number(metrics.get("train_loss")), _number(metrics.get("valid_loss")),
                       _time(row.get("created_at")))
     _print_table(table)
+    if listing.get("has_more"):
+        out.print(f"[dim]older checkpoints: preftune jobs checkpoints {job_id} "
+                  f"--limit {limit * 5}[/]")
 
 
 @jobs_app.command("wait")
@@ -435,7 +462,7 @@ class StepDisplay:
     def __init__(self) -> None:
         self.live = out.is_terminal
         self.progress = Progress(
-            TextColumn("step {task.completed}/{task.total}"), BarColumn(),
+            TextColumn("step"), MofNCompleteColumn(), BarColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
             console=out, disable=not self.live, transient=True)
         self.task: Any = None
@@ -460,11 +487,13 @@ class StepDisplay:
         if not self.live:
             out.print(f"step {step}: {status}")
             return
+        total = total_steps(row, job)
         if self.task is None:
+            self.task = self.progress.add_task("train", total=total, completed=step,
+                                               status=status)
             self.progress.start()
-            self.task = self.progress.add_task("train", total=None, status="")
-        self.progress.update(self.task, completed=step, total=total_steps(row, job),
-                             status=status)
+        else:
+            self.progress.update(self.task, completed=step, total=total, status=status)
 
 
 def total_steps(row: dict[str, Any], job: dict[str, Any]) -> int | None:
@@ -487,12 +516,15 @@ def _positive(value: Any) -> bool:
 # --------------------------------------------------------------------------------- printing
 
 
-def _upload(client: ServiceClient, path: Path | None, note: Any) -> str | None:
+def _upload(client: ServiceClient, path: Path | None, note: Any,
+            uploaded: list[str]) -> str | None:
+    """Upload ``path`` if given; its file id, also appended to ``uploaded``."""
     if path is None:
         return None
-    uploaded = client.upload_file(path)
-    note(f"uploaded {escape(str(path))} as {uploaded['id']} ({uploaded['bytes']:,} bytes)")
-    return str(uploaded["id"])
+    file = client.upload_file(path)
+    uploaded.append(file["id"])
+    note(f"uploaded {escape(str(path))} as {file['id']} ({file['bytes']:,} bytes)")
+    return str(file["id"])
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -535,8 +567,14 @@ def _print_fields(fields: dict[str, Any]) -> None:
 
 
 def _print_table(table: Table) -> None:
-    # Piped output gets room for whole ids instead of an 80-column terminal's folding.
-    out.print(table, width=None if out.is_terminal else 250)
+    """On a terminal, fitted to its width; piped, a line per row however long (rich would
+    fold and cut rows at 80 columns)."""
+    if not out.is_terminal:
+        text = io.StringIO()
+        Console(file=text, highlight=False, width=1000).print(table)
+        out.file.write("".join(line.rstrip() + "\n" for line in text.getvalue().splitlines()))
+        return
+    out.print(table)
 
 
 def _print_json(value: Any) -> None:
