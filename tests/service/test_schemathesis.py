@@ -1,0 +1,73 @@
+"""The API against its own OpenAPI document: requests generated from the schema (schemathesis)
+must never crash the server, and every answer must match what the document declares."""
+
+import json
+
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from preftune.service.app import create_app
+
+PAIRS = json.dumps({"prompt": "q", "chosen": "yes", "rejected": "no"}).encode() + b"\n"
+
+
+@pytest.fixture
+def app(db, store):
+    # No rate limit: the generated requests come faster than any real client's.
+    return create_app(db, store, rate_limit_per_minute=0)
+
+
+@pytest.fixture
+def api_schema(app, keys):
+    """The schema, with half the generated file and job ids replaced by real ones of alice's:
+    random ids alone would only ever reach the 404 paths."""
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {keys.alice}"}
+        file_id = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
+                              files={"file": ("a.jsonl", PAIRS)}).json()["id"]
+        job_id = client.post("/v1/fine_tuning/jobs", headers=headers,
+                             json={"model": "tiny", "training_file": file_id}).json()["id"]
+    loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
+
+    @loaded.hook
+    def flatmap_path_parameters(context, path_parameters):
+        if not path_parameters:
+            return st.just(path_parameters)
+        real = {"file_id": file_id, "job_id": job_id}
+        return st.sampled_from([path_parameters, {k: real.get(k, v)
+                                                  for k, v in path_parameters.items()}])
+
+    return loaded
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_the_api_keeps_to_its_schema(case, keys):
+    case.call_and_validate(
+        headers={"Authorization": f"Bearer {keys.alice}"},
+        checks=[not_a_server_error, response_schema_conformance, status_code_conformance])
+
+
+def test_the_schema_declares_bearer_auth_and_openai_errors(app):
+    document = TestClient(app).get("/openapi.json").json()
+    assert document["info"]["title"] == "preftune"
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    create = document["paths"]["/v1/fine_tuning/jobs"]["post"]
+    assert create["security"] == [{"HTTPBearer": []}]
+    for status in ("400", "401", "413", "422", "429"):
+        assert create["responses"][status]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorResponse"}
+    assert "security" not in document["paths"]["/healthz"]["get"]
