@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 UPLOAD_PATH = "/v1/files"
 FORM_OVERHEAD = 64 * 2**10  # multipart boundaries and headers around an upload's bytes
 OTHER_BODY_LIMIT = 2**20
+RESTART_S = 5.0  # before a worker or validator loop that failed starts again
 
 
 def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**20,
@@ -42,8 +43,9 @@ def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**2
                worker_options: dict[str, Any] | None = None) -> FastAPI:
     """The API over ``db`` (already migrated) and ``store``.
 
-    With ``embedded_workers`` > 0 the app runs that many ``Worker`` threads (given
-    ``worker_options``) and one ``Validator`` thread while it is up.
+    While it is up (its lifespan), the app runs a ``Validator`` thread, so new jobs get their
+    files checked even with no worker, and ``embedded_workers`` ``Worker`` threads given
+    ``worker_options``.
     """
     app = FastAPI(
         title="preftune", version=_version(),
@@ -76,7 +78,7 @@ def _lifespan(db: Database, store: Store, workers: int, options: dict[str, Any]
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        threads = _start_workers(db, store, workers, options, stop) if workers > 0 else []
+        threads = _start_loops(db, store, workers, options, stop)
         try:
             yield
         finally:
@@ -87,30 +89,34 @@ def _lifespan(db: Database, store: Store, workers: int, options: dict[str, Any]
     return lifespan
 
 
-def _start_workers(db: Database, store: Store, count: int, options: dict[str, Any],
-                   stop: threading.Event) -> list[threading.Thread]:
+def _start_loops(db: Database, store: Store, workers: int, options: dict[str, Any],
+                stop: threading.Event) -> list[threading.Thread]:
     # Imported here: the API itself does not need the worker's machinery.
     from preftune.service.worker import Validator, Worker
 
-    validator_options = {k: v for k, v in options.items() if k == "lease_s"}
+    validator_options = {k: v for k, v in options.items() if k in ("lease_s", "poll_s")}
     loops: list[tuple[str, Callable[[threading.Event], None]]] = [
         ("preftune-validator", Validator(db, store, **validator_options).run)]
-    loops += [(f"preftune-worker-{i}", Worker(db, store, **options).run) for i in range(count)]
+    loops += [(f"preftune-worker-{i}", Worker(db, store, **options).run) for i in range(workers)]
     threads = []
     for name, run in loops:
-        thread = threading.Thread(target=_logged, args=(name, run, stop), name=name,
+        thread = threading.Thread(target=_supervised, args=(name, run, stop), name=name,
                                   daemon=True)
         thread.start()
         threads.append(thread)
     return threads
 
 
-def _logged(name: str, run: Callable[[threading.Event], None], stop: threading.Event) -> None:
-    try:
-        run(stop)
-    except Exception:
-        # A thread's exception goes nowhere by itself; the server keeps serving without it.
-        log.exception("%s stopped on an error", name)
+def _supervised(name: str, run: Callable[[threading.Event], None],
+                stop: threading.Event) -> None:
+    """Run a loop until ``stop``; start it again after an error (the database was away)."""
+    while not stop.is_set():
+        try:
+            run(stop)
+        except Exception:
+            # A thread's exception goes nowhere by itself: log it, and keep the loop alive.
+            log.exception("%s failed; starting it again in %.0f s", name, RESTART_S)
+            stop.wait(RESTART_S)
 
 
 # ------------------------------------------------------------------------------ body limit
