@@ -2,6 +2,7 @@
 checkpoints; /healthz and /metrics."""
 
 import json
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -16,8 +17,9 @@ PAIRS = "".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no"
 
 @pytest.fixture
 def client(db, store):
-    with TestClient(create_app(db, store)) as c:
-        yield c
+    """The app without its lifespan (no ``with``): no validator thread moves jobs on
+    behind the test's back."""
+    return TestClient(create_app(db, store))
 
 
 def auth(key):
@@ -321,6 +323,35 @@ def test_checkpoints_in_openai_shape(client, create, keys, db):
     assert rest["has_more"] is False
 
 
+# ----------------------------------------------------------------------------- lifespan
+
+
+def test_the_server_validates_files_even_without_workers(db, store, keys):
+    broken = PAIRS + b'{"prompt": "q", "chosen": "yes"}\n'
+    with TestClient(create_app(db, store, worker_options={"poll_s": 0.05})) as client:
+        ids = []
+        for content in (PAIRS, broken):
+            file_id = client.post("/v1/files", headers=auth(keys.alice),
+                                  data={"purpose": "fine-tune"},
+                                  files={"file": ("pairs.jsonl", content)}).json()["id"]
+            ids.append(client.post("/v1/fine_tuning/jobs", headers=auth(keys.alice),
+                                   json={"model": "tiny", "training_file": file_id}
+                                   ).json()["id"])
+        deadline = time.monotonic() + 30
+        while True:
+            jobs = [client.get(job_url(i), headers=auth(keys.alice)).json() for i in ids]
+            if all(j["status"] != "validating_files" for j in jobs):
+                break
+            assert time.monotonic() < deadline, "no validator moved the jobs on"
+            time.sleep(0.05)
+    good, bad = jobs
+    assert good["status"] == "queued", "validated, and waiting for a worker"
+    assert bad["status"] == "failed"
+    assert bad["error"]["param"] == "training_file"
+    assert "record 4: missing required field 'rejected'" in bad["error"]["message"]
+    assert queue.live_workers(db, 60) == 0
+
+
 # ------------------------------------------------------------------------ health, metrics
 
 
@@ -349,10 +380,10 @@ def test_health_and_metrics_need_no_key(client, create, db):
 
 def test_health_is_503_without_a_database(store):
     down = Database("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
-    with TestClient(create_app(down, store)) as client:
-        r = client.get("/healthz")
-        assert r.status_code == 503
-        assert r.json()["status"] == "unavailable"
-        assert "127.0.0.1" not in r.text
-        assert client.get("/metrics").status_code == 503
+    client = TestClient(create_app(down, store))
+    r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "unavailable"
+    assert "127.0.0.1" not in r.text
+    assert client.get("/metrics").status_code == 503
     down.dispose()

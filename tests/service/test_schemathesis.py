@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.python.asgi import shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
@@ -28,13 +29,17 @@ def app(db, store):
 @pytest.fixture
 def api_schema(app, keys):
     """The schema, with half the generated file and job ids replaced by real ones of alice's:
-    random ids alone would only ever reach the 404 paths."""
-    with TestClient(app) as client:
-        headers = {"Authorization": f"Bearer {keys.alice}"}
-        file_id = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
-                              files={"file": ("a.jsonl", PAIRS)}).json()["id"]
-        job_id = client.post("/v1/fine_tuning/jobs", headers=headers,
-                             json={"model": "tiny", "training_file": file_id}).json()["id"]
+    random ids alone would only ever reach the 404 paths.
+
+    Loading it starts the app's lifespan (its validator thread moves the job on meanwhile);
+    schemathesis keeps that running until told to stop it.
+    """
+    client = TestClient(app)
+    headers = {"Authorization": f"Bearer {keys.alice}"}
+    file_id = client.post("/v1/files", headers=headers, data={"purpose": "fine-tune"},
+                          files={"file": ("a.jsonl", PAIRS)}).json()["id"]
+    job_id = client.post("/v1/fine_tuning/jobs", headers=headers,
+                         json={"model": "tiny", "training_file": file_id}).json()["id"]
     loaded = schemathesis.openapi.from_asgi("/openapi.json", app)
 
     @loaded.hook
@@ -45,7 +50,8 @@ def api_schema(app, keys):
         return st.sampled_from([path_parameters, {k: real.get(k, v)
                                                   for k, v in path_parameters.items()}])
 
-    return loaded
+    yield loaded
+    shutdown_lifespans()  # before the database goes away under the validator
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
