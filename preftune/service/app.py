@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from preftune import __version__
 from preftune.errors import DataError, PreftuneError, UsageError
 from preftune.service.auth import RateLimiter
 from preftune.service.db import Database
@@ -48,7 +49,7 @@ def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**2
     ``worker_options``.
     """
     app = FastAPI(
-        title="preftune", version=_version(),
+        title="preftune", version=__version__,
         description="Preference fine-tuning jobs, shaped like OpenAI's fine-tuning API.",
         lifespan=_lifespan(db, store, embedded_workers, dict(worker_options or {})))
     app.state.service = Service(db, store, RateLimiter(rate_limit_per_minute),
@@ -59,15 +60,6 @@ def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**2
     app.include_router(files.router)
     app.include_router(jobs.router)
     return app
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("preftune")
-    except PackageNotFoundError:
-        return "0"
 
 
 # ------------------------------------------------------------------------ embedded workers
@@ -215,7 +207,8 @@ def _text(error: PreftuneError) -> str:
 
 def _handle_errors(app: FastAPI) -> None:
     """Answer every error with OpenAI's error body and the status that fits it."""
-    # The project's errors, most specific first: (type, status, param, code).
+    # The project's errors: (type, status, param, code). A raised error gets the handler of
+    # its nearest class here (Starlette walks its MRO), so InvalidRequest is not a UsageError.
     mapping: list[tuple[type[PreftuneError], int, str | None, str | None]] = [
         (NotFound, 404, None, "not_found"),
         (Conflict, 409, None, "conflict"),

@@ -21,9 +21,16 @@ assert set(get_args(JobStatus)) == set(STATUSES)  # one list of states: the queu
 
 
 def printable(value: str) -> str:
-    """Refuse control characters: PostgreSQL cannot store NUL, and no id or name needs them."""
+    """Refuse control characters: no id or name needs them (and PostgreSQL stores no NUL)."""
     if any(not c.isprintable() for c in value):
         raise ValueError("control characters are not allowed")
+    return value
+
+
+def no_nul(value: str) -> str:
+    """Free text may hold anything PostgreSQL can store: all but NUL."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
     return value
 
 
@@ -31,7 +38,7 @@ Text = Annotated[str, AfterValidator(printable)]
 FileRef = Annotated[str, Field(max_length=64), AfterValidator(printable)]
 Suffix = Annotated[str, Field(max_length=64), AfterValidator(printable)]
 MetadataKey = Annotated[str, Field(max_length=64), AfterValidator(printable)]
-MetadataValue = Annotated[str, Field(max_length=512), AfterValidator(printable)]
+MetadataValue = Annotated[str, Field(max_length=512), AfterValidator(no_nul)]
 # Every id the service hands out is a prefix, a dash and hex digits; event ids are numbered.
 ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 

@@ -131,6 +131,8 @@ def test_a_bad_request_is_a_400_naming_the_field(create, fields, param, words):
     ({"suffix": "s" * 65}, "suffix"),
     ({"metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
     ({"metadata": {"k": "v" * 513}}, "metadata.k"),
+    ({"metadata": {"k": "a\x00b"}}, "metadata.k"),
+    ({"metadata": {"k\n": "v"}}, "metadata.k\n.[key]"),
     ({"seed": -1}, "seed"),
     ({"max_attempts": 11}, "max_attempts"),
     ({"model": "tiny\x00"}, "model"),
@@ -198,7 +200,7 @@ def test_list_pages_newest_first(client, create, keys):
 
 
 def test_list_filters_on_metadata(client, create, keys):
-    nlp = create(metadata={"team": "nlp", "run": "a"}).json()["id"]
+    nlp = create(metadata={"team": "nlp", "run": "a", "note": "two\nlines"}).json()["id"]
     create(metadata={"team": "vision"})
     create()
     r = client.get("/v1/fine_tuning/jobs", params={"metadata[team]": "nlp"},
