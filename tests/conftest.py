@@ -1,6 +1,10 @@
 """Suite-wide: built artefacts (the tiny model, reference caches) go to a temporary cache."""
 
 import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -65,3 +69,29 @@ def cli(capsys):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@contextmanager
+def _serving(app) -> Iterator[str]:
+    """Run ``app`` under uvicorn in a thread; yield its base URL (no /v1)."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def serving():
+    """``with serving(app) as url``: the app under uvicorn on a free local port."""
+    return _serving

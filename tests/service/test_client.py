@@ -5,39 +5,16 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from preftune.errors import DataError, PreftuneError, UsageError
 from preftune.service.client import ServiceClient, api_error, event_number, split_message
 
 
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """Run ``app`` under uvicorn in a thread; yield its base URL (no /v1)."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-
-
 @pytest.fixture
-def server(db, store):
+def server(serving, db, store):
     from preftune.service.app import create_app
 
     with serving(create_app(db, store, max_upload_bytes=4096)) as url:
