@@ -194,9 +194,10 @@ class Worker:
         return Attempt(lease, run_dir, log_path, process)
 
     def _launcher(self) -> list[str]:
-        if self.gpus > 1:
+        if self.gpus > 1:  # port 0: any free port, as several jobs may share a machine
             return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                    "--num_processes", str(self.gpus), "-m", "preftune"]
+                    "--num_processes", str(self.gpus), "--num_machines", "1",
+                    "--dynamo_backend", "no", "--main_process_port", "0", "-m", "preftune"]
         return [sys.executable, "-m", "preftune"]
 
     def _file_path(self, tenant_id: str, file_id: str) -> Path:

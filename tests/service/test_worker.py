@@ -232,3 +232,16 @@ def _alive(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the launch, not the DB
+def test_gpus_runs_the_job_under_accelerate_launch(db, store, sample_pairs, running):
+    """--gpus N: N training processes (here on the CPU, over gloo) in the job's group."""
+    job = submit(db, store, sample_pairs, n_examples=16, batch_size=4, epochs=1)
+    running(gpus=2)
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"), timeout=300)
+    row = queue.get_job(db, None, job.id)
+    assert row.status == "succeeded", row.error
+    log = (store.job_dir(job.id) / "logs" / "attempt-1.log").read_text()
+    assert log.count("data: ") == 2  # each process reads the data
+    assert "accelerate launch started one process" not in log
