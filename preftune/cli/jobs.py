@@ -387,6 +387,23 @@ def jobs_checkpoints(
                   f"--limit {limit * 5}[/]")
 
 
+@jobs_app.command("download")
+def jobs_download(
+    job_id: JobId,
+    output: Annotated[Path, typer.Option("--output", "-o",
+                                         help="Directory to unpack the model into.")],
+    checkpoint: Annotated[str | None, typer.Option(
+        help="A checkpoint id (ftckpt-..., from `jobs checkpoints`) instead of the final "
+        "model.")] = None,
+    server: Server = None, api_key: ApiKey = None,
+) -> None:
+    """Download a succeeded job's model (or a checkpoint's): loadable with from_pretrained
+    (a LoRA adapter with peft), or by `preftune generate` / `merge`."""
+    with connect(server, api_key) as client:
+        model = client.download(job_id, output, checkpoint)
+    out.print(f"model: {escape(str(model))}")
+
+
 @jobs_app.command("wait")
 def jobs_wait(job_id: JobId, poll: Poll = 2.0, timeout: Timeout = None,
               server: Server = None, api_key: ApiKey = None) -> None:

@@ -109,6 +109,34 @@ class ServiceClient:
         return self._json("GET", f"/fine_tuning/jobs/{_seg(job_id)}/checkpoints",
                           params=_params(after=after, limit=limit))
 
+    def download(self, job_id: str, destination: Path,
+                 checkpoint_id: str | None = None) -> Path:
+        """Fetch a job's final model (or one checkpoint's) and unpack it into
+        ``destination``; the model directory it made there."""
+        import tarfile
+        import tempfile
+
+        path = (f"/fine_tuning/jobs/{_seg(job_id)}/checkpoints/{_seg(checkpoint_id)}/content"
+                if checkpoint_id else f"/fine_tuning/jobs/{_seg(job_id)}/content")
+        destination.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile() as archive:
+            try:
+                with self._http.stream("GET", path, timeout=None) as response:
+                    if not response.is_success:
+                        response.read()
+                        raise api_error(self.url, "GET", path, response)
+                    for chunk in response.iter_bytes(1 << 20):
+                        archive.write(chunk)
+            except httpx.TransportError as e:
+                raise UsageError(f"cannot download from the preftune server at {self.url}: "
+                                 f"{e}", ["check the server is running, then try again"]) from e
+            archive.seek(0)
+            with tarfile.open(fileobj=archive, mode="r:gz") as tar:
+                names = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+                tar.extractall(destination, filter="data")  # no paths outside destination
+        (top,) = names
+        return destination / top
+
     def events_since(self, job_id: str, last: int, page: int = 100) -> list[dict[str, Any]]:
         """Every event numbered above ``last`` (``ftevent-N``), oldest first."""
         newer: list[dict[str, Any]] = []

@@ -217,6 +217,16 @@ def list_checkpoints(db: Database, tenant_id: str | None, job_id: str, after: st
         return rows[:limit], len(rows) > limit
 
 
+def get_checkpoint(db: Database, tenant_id: str | None, job_id: str,
+                   checkpoint_id: str) -> JobCheckpoint:
+    get_job(db, tenant_id, job_id)
+    with db.session() as session:
+        row = session.get(JobCheckpoint, checkpoint_id)
+        if row is None or row.job_id != job_id:
+            raise NotFound(f"no checkpoint {checkpoint_id!r} of job {job_id}")
+        return row
+
+
 def event_id(number: int) -> str:
     return f"ftevent-{number}"
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +89,20 @@ class Store:
             return name, size
         finally:
             partial.unlink(missing_ok=True)
+
+    def archive(self, source: Path, name: str) -> Path:
+        """``source`` (a model directory) as a new ``.tar.gz`` whose entries sit under
+        ``name/``; the caller deletes it when sent."""
+        scratch = self.root / "downloads"
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f".{name}-{secrets.token_hex(6)}.tar.gz"
+        try:
+            with tarfile.open(path, "w:gz", compresslevel=1) as tar:  # weights barely shrink
+                tar.add(source, arcname=name)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return path
 
     def delete(self, storage_name: str) -> None:
         self.file_path(storage_name).unlink(missing_ok=True)

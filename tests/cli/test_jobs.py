@@ -337,6 +337,22 @@ def test_wait_follows_training_to_success(cli, training_service, tmp_path):
             cli("files", "content", job["result_files"][0]).out.splitlines()]
     assert [row["step"] for row in rows if "loss" in row] == [1, 2, 3, 4]
 
+    # The model and a checkpoint come back over HTTP, unpacked and loadable.
+    got = cli("jobs", "download", job_id, "--output", tmp_path / "dl")
+    assert got.code == 0, got.err
+    final = tmp_path / "dl" / f"{job_id}-final"
+    assert f"model: {final}" in got.out.replace("\n", "")
+    assert (final / "adapter_config.json").exists() and (final / "tokenizer_config.json").exists()
+    generated = cli("generate", final, "--prompt", "Hello", "--max-new-tokens", "4")
+    assert generated.code == 0, generated.err
+    ckpt = json.loads(cli("jobs", "checkpoints", job_id, "--json").out)["data"][0]
+    got = cli("jobs", "download", job_id, "--checkpoint", ckpt["id"], "--output", tmp_path / "dl")
+    assert got.code == 0, got.err
+    assert (tmp_path / "dl" / f"{job_id}-step-4" / "adapter_model.safetensors").exists()
+    missing = cli("jobs", "download", job_id, "--checkpoint", "ftckpt-000000000000000000000000",
+                  "--output", tmp_path / "dl")
+    assert missing.code == 2 and "no checkpoint" in missing.err
+
 
 @pytest.mark.parametrize(("code", "exit_code"), [
     ("invalid_training_file", ExitCode.INVALID_DATA),

@@ -325,6 +325,32 @@ def test_checkpoints_in_openai_shape(client, create, keys, db):
     assert rest["has_more"] is False
 
 
+def test_downloads_need_a_succeeded_job_and_a_checkpoint_on_disk(client, create, keys, db,
+                                                                  store):
+    import io
+    import tarfile
+
+    job_id = create().json()["id"]
+    r = client.get(job_url(job_id, "content"), headers=auth(keys.alice))
+    assert r.status_code == 409 and "validating_files" in r.json()["error"]["message"]
+    validated(db, job_id)
+    lease = queue.claim_run(db, "test-worker", 30)
+    queue.record_checkpoint(db, lease, 2, "step-2", "checkpoints/step-2/model", {})
+    (ckpt,), _ = queue.list_checkpoints(db, None, job_id)
+    r = client.get(job_url(job_id, f"checkpoints/{ckpt.id}/content"), headers=auth(keys.alice))
+    assert r.status_code == 404 and "no longer on disk" in r.json()["error"]["message"]
+    model = store.run_dir(job_id) / "checkpoints" / "step-2" / "model"
+    model.mkdir(parents=True)
+    (model / "adapter_config.json").write_text("{}")
+    for key, status in ((keys.bob, 404), (keys.alice, 200)):
+        r = client.get(job_url(job_id, f"checkpoints/{ckpt.id}/content"), headers=auth(key))
+        assert r.status_code == status
+    assert r.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tar:
+        assert tar.getnames() == [f"{job_id}-step-2", f"{job_id}-step-2/adapter_config.json"]
+    assert not list((store.root / "downloads").iterdir())  # the archive was removed
+
+
 # ----------------------------------------------------------------------------- lifespan
 
 

@@ -5,12 +5,15 @@ create, ``pause`` / ``resume`` and the ``paused`` status are preftune's addition
 
 from __future__ import annotations
 
+import pathlib
 import re
 from dataclasses import replace
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import FileResponse
 from sqlalchemy import select
+from starlette.background import BackgroundTask
 
 from preftune.service import queue
 from preftune.service.db import Database, Job
@@ -187,3 +190,43 @@ def list_checkpoints(
     return CheckpointList(data=[CheckpointPublic.from_row(r, job) for r in rows],
                           has_more=more)
 
+
+
+_ARCHIVE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/gzip": {}}, "description": "A .tar.gz of the model."}}
+
+
+@router.get("/{job_id}/content", response_class=FileResponse,
+            responses={**error_responses(404, 409), **_ARCHIVE})
+def download_model(job_id: JobId, principal: CurrentPrincipal,
+                   service: ServiceDep) -> FileResponse:
+    """The fine-tuned model of a succeeded job (``final/``: weights or adapter, tokenizer)
+    as a ``.tar.gz``."""
+    job = queue.get_job(service.db, principal.tenant_id, job_id)
+    if job.status != "succeeded":
+        raise queue.Conflict(f"job {job_id} is {job.status}: its model exists once it has "
+                             "succeeded", ["download a checkpoint meanwhile: GET "
+                                           f"/v1/fine_tuning/jobs/{job_id}/checkpoints"])
+    return _send(service.store, service.store.run_dir(job.id) / "final", f"{job.id}-final")
+
+
+@router.get("/{job_id}/checkpoints/{checkpoint_id}/content", response_class=FileResponse,
+            responses={**error_responses(404), **_ARCHIVE})
+def download_checkpoint(
+    job_id: JobId, principal: CurrentPrincipal, service: ServiceDep,
+    checkpoint_id: Annotated[str, Path(pattern=ID_PATTERN,
+                                       description="A checkpoint id (ftckpt-...).")],
+) -> FileResponse:
+    """A checkpoint's model (weights or adapter) as a ``.tar.gz``."""
+    row = queue.get_checkpoint(service.db, principal.tenant_id, job_id, checkpoint_id)
+    source = service.store.run_dir(job_id) / row.model_path
+    if not source.is_dir():
+        raise queue.NotFound(f"checkpoint {row.name} of job {job_id} is no longer on disk",
+                             ["the job's save_total_limit keeps only its newest checkpoints"])
+    return _send(service.store, source, f"{job_id}-{row.name}")
+
+
+def _send(store: Store, source: pathlib.Path, name: str) -> FileResponse:
+    archive = store.archive(source, name)
+    return FileResponse(archive, media_type="application/gzip", filename=f"{name}.tar.gz",
+                        background=BackgroundTask(archive.unlink, missing_ok=True))
