@@ -94,3 +94,52 @@ def test_worker_stops_cleanly_on_sigterm(tmp_path):
     assert worker.returncode == 0, output
     assert live_workers(db, 30) == 0  # it unregistered itself
     db.dispose()
+
+
+def test_stopping_serve_checkpoints_the_running_job_and_queues_it_again(cli, sample_pairs,
+                                                                       tmp_path):
+    """Ctrl-C / SIGTERM on `preftune serve`: its embedded worker stops the job at a
+    checkpoint and puts it back in the queue for the next worker."""
+    service = tmp_path / "svc"
+    key = cli("keys", "create", "--name", "a", "--service-dir", service).out.split()[-1]
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "preftune", "serve", "--port", str(port), "--service-dir",
+         str(service), "--lease-s", "5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    url, headers = f"http://127.0.0.1:{port}/v1", {"Authorization": f"Bearer {key}"}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        with sample_pairs.open("rb") as f:
+            file_id = httpx.post(f"{url}/files", headers=headers, data={"purpose": "fine-tune"},
+                                 files={"file": ("pairs.jsonl", f)}).json()["id"]
+        job = httpx.post(f"{url}/fine_tuning/jobs", headers=headers, json={
+            "model": "tiny", "training_file": file_id, "config": {
+                "batch_size": 2, "grad_accum": 1, "max_steps": 400, "logging_steps": 1,
+                "max_length": 256, "max_prompt_length": 128}}).json()
+        while not [e for e in httpx.get(f"{url}/fine_tuning/jobs/{job['id']}/events",
+                                        headers=headers).json()["data"]
+                   if e["type"] == "metrics"]:
+            assert time.monotonic() < deadline + 120
+            time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=90)[0]
+    assert server.returncode in (0, -signal.SIGTERM), output
+    from preftune.service import queue
+
+    db = Database(f"sqlite:///{service / 'preftune.db'}")
+    row = queue.get_job(db, None, job["id"])
+    assert row.status == "queued" and row.attempt == 1, output
+    checkpoints, _ = queue.list_checkpoints(db, None, job["id"])
+    assert checkpoints and 0 < checkpoints[0].step < 400  # the newest: where it stopped
+    assert "The worker stopped; the job is queued again to resume from checkpoint step-" in [
+        e.message for e in queue.list_events(db, None, job["id"], limit=100)[0]][0]
+    db.dispose()
