@@ -1,0 +1,1 @@
+"""Online RL: rewards, dataset environments, a trajectory API, a GRPO trainer, a launcher."""
