@@ -103,7 +103,7 @@ def worker_cmd(
     worker = Worker(db, store, lease_s=lease_s, poll_s=poll_s, grace_s=grace_s, gpus=gpus,
                     echo=lambda line: out.print(escape(line)))
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with StopOnSignals(stop):
         out.print(f"worker {worker.worker_id}: database {escape(_safe_url(db.url))}")
         worker.run(stop, max_jobs=max_jobs)
 
@@ -151,7 +151,7 @@ def pipeline_cmd(
     TrainConfig.build({**values, "dataset": str(data)})  # a bad option fails here, as in train
     root = service_dir or settings.service_dir() / "pipeline"
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with StopOnSignals(stop):
         result = run_pipeline(root, Path(data), values,
                               Path(evaluation) if evaluation else None, stop,
                               echo=lambda line: out.print(escape(line)))
@@ -227,7 +227,7 @@ def db_current(database_url: DatabaseUrl = None, service_dir: ServiceDir = None)
     out.print(f"database: {current(db.engine) or 'empty'}; newest: {head()}")
 
 
-class _stop_on_signals:
+class StopOnSignals:
     """SIGINT and SIGTERM set ``stop`` (the worker then checkpoints and requeues its job)."""
 
     def __init__(self, stop: threading.Event) -> None:
@@ -241,7 +241,7 @@ class _stop_on_signals:
                   "(again to stop at once)")
         self.stop.set()
 
-    def __enter__(self) -> _stop_on_signals:
+    def __enter__(self) -> StopOnSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
         return self

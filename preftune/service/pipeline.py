@@ -7,6 +7,8 @@ service path shows up (with the training process's output on the console) withou
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,7 +78,7 @@ def run_pipeline(root: Path, dataset: Path, values: dict[str, Any],
             return PipelineResult(job, ExitCode.INVALID_DATA, store.run_dir(job.id))
         say(f"job {job.id}: queued")
         worker = Worker(db, store, worker_id=worker_id, lease_s=60.0, poll_s=0.2, echo=say)
-        queue.register_worker(db, worker_id, "pipeline", 0)
+        queue.register_worker(db, worker_id, socket.gethostname(), os.getpid())
         lease = queue.claim_run(db, worker_id, lease_s=60.0)
         if lease is None:
             raise UsageError(f"job {job.id} could not be claimed from the queue")

@@ -71,3 +71,14 @@ def keys(db):
     a, alice = create_key(db, "alice", "team-a")
     b, bob = create_key(db, "bob", "team-b")
     return Keys(alice, bob, a.tenant_id, b.tenant_id)
+
+
+@pytest.fixture
+def client(db, store):
+    """The API app without its lifespan (no ``with``): no validator thread moves jobs on
+    behind the test's back."""
+    from fastapi.testclient import TestClient
+
+    from preftune.service.app import create_app
+
+    return TestClient(create_app(db, store))

@@ -15,13 +15,6 @@ PAIRS = "".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no"
                 for i in range(4)).encode()
 
 
-@pytest.fixture
-def client(db, store):
-    """The app without its lifespan (no ``with``): no validator thread moves jobs on
-    behind the test's back."""
-    return TestClient(create_app(db, store))
-
-
 def auth(key):
     return {"Authorization": f"Bearer {key}"}
 

@@ -15,13 +15,6 @@ from preftune.service.db import ApiKey
 PAIRS = json.dumps({"prompt": "q", "chosen": "yes", "rejected": "no"}).encode() + b"\n"
 
 
-@pytest.fixture
-def client(db, store):
-    """The app without its lifespan (no ``with``): no validator thread moves jobs on
-    behind the test's back."""
-    return TestClient(create_app(db, store))
-
-
 def auth(key):
     return {"Authorization": f"Bearer {key}"}
 
