@@ -101,6 +101,7 @@ class Attempt:
     log_offset: int = 0
     stopping: str | None = None  # cancel | pause | shutdown, once SIGTERM was sent
     kill_at: float | None = None
+    files_seen: tuple[tuple[int, int] | None, ...] = ()  # manifests' (size, mtime) last read
 
 
 class Worker:
@@ -155,6 +156,13 @@ class Worker:
             attempt.process.wait()
             self._say(f"{lease.job_id}: lease lost; stopped attempt {lease.attempt}")
             return attempt.process.returncode
+        except BaseException:
+            # The worker cannot follow its job any more (the database went away, an
+            # interrupt): the process must not outlive it, or it would run on unwatched while
+            # the lease expires and the next attempt resumes in the same run directory.
+            self._signal(attempt, signal.SIGKILL)
+            attempt.process.wait()
+            raise
         try:
             self._conclude(attempt, code)
         except StaleAttempt:
@@ -242,6 +250,17 @@ class Worker:
     def _mirror(self, attempt: Attempt) -> None:
         """Metrics rows become metrics events, checkpoint rows checkpoint rows, and the log's
         warnings and errors become events (all fenced by the lease)."""
+        for line in self._new_log_lines(attempt):
+            for prefix, level in _FORWARDED.items():
+                if line.startswith(prefix):
+                    queue.add_event(self.db, attempt.lease.job_id,
+                                    line[len(prefix):].strip(), level=level,
+                                    lease=attempt.lease)
+        seen = tuple(_stamp(attempt.run_dir / name)
+                     for name in ("metrics.jsonl", "checkpoints.jsonl"))
+        if seen == attempt.files_seen:
+            return  # nothing new since the last look: skip re-reading the manifests
+        attempt.files_seen = seen
         rows = read_jsonl(attempt.run_dir / "metrics.jsonl")
         for row in rows:
             kind = "eval" if any(k.startswith("eval/") for k in row) else "train"
@@ -266,12 +285,6 @@ class Worker:
                                 f"Checkpoint {row['name']} saved at step {step}",
                                 lease=attempt.lease)
             attempt.sent_rows[key] = "1"
-        for line in self._new_log_lines(attempt):
-            for prefix, level in _FORWARDED.items():
-                if line.startswith(prefix):
-                    queue.add_event(self.db, attempt.lease.job_id,
-                                    line[len(prefix):].strip(), level=level,
-                                    lease=attempt.lease)
 
     def _new_log_lines(self, attempt: Attempt) -> list[str]:
         try:
@@ -334,6 +347,14 @@ class Worker:
     def _say(self, line: str) -> None:
         if self.echo is not None:
             self.echo(line)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
 
 
 def describe_metrics(row: dict[str, Any]) -> str:

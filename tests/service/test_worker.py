@@ -245,3 +245,30 @@ def test_gpus_runs_the_job_under_accelerate_launch(db, store, sample_pairs, runn
     log = (store.job_dir(job.id) / "logs" / "attempt-1.log").read_text()
     assert log.count("data: ") == 2  # each process reads the data
     assert "accelerate launch started one process" not in log
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_that_cannot_follow_its_job_kills_the_training_process(
+        db, store, sample_pairs, monkeypatch):
+    """The database goes away mid-job: the process must not run on unwatched."""
+    job = submit(db, store, sample_pairs, max_steps=400)
+    validate_once(db, store, "v", 30)
+    lease = queue.claim_run(db, "w", 30)
+    said: list[str] = []
+    worker = Worker(db, store, worker_id="w", lease_s=30, poll_s=0.1, echo=said.append)
+    real = queue.heartbeat
+    calls = 0
+
+    def failing(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls > 3:
+            raise RuntimeError("database connection lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "heartbeat", failing)
+    with pytest.raises(RuntimeError, match="database connection lost"):
+        worker.run_job(lease, threading.Event())
+    pid = int(re.search(r"\(pid (\d+)\)", "\n".join(said))[1])
+    assert not _alive(pid)
+    assert job.id in said[0]
