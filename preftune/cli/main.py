@@ -19,6 +19,7 @@ from preftune.cli import diagnose as diagnose_cmds
 from preftune.cli import jobs as jobs_cmds
 from preftune.cli import merge as merge_cmds
 from preftune.cli import plot as plot_cmds
+from preftune.cli import rl as rl_cmds
 from preftune.cli import service as service_cmds
 from preftune.cli import sweep as sweep_cmds
 from preftune.cli import train as train_cmds
@@ -55,6 +56,7 @@ dataset_cmds.register(app)
 config_cmds.register(app)
 jobs_cmds.register(app)
 service_cmds.register(app)
+rl_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
 
 

@@ -143,3 +143,4 @@ def test_stopping_serve_checkpoints_the_running_job_and_queues_it_again(cli, sam
     assert "The worker stopped; the job is queued again to resume from checkpoint step-" in [
         e.message for e in queue.list_events(db, None, job["id"], limit=100)[0]][0]
     db.dispose()
+
