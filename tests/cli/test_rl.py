@@ -36,3 +36,51 @@ def test_rl_api_serves_the_trajectory_api(tmp_path):
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_rl_train_runs_grpo_on_the_apis_batches(cli, serving, tmp_path):
+    from preftune.models.load import load_tokenizer
+    from preftune.rl.trajectory_api import create_app
+
+    tokenizer = load_tokenizer("tiny")
+    prompt = tokenizer("Hi:")["input_ids"]
+    answers = [tokenizer(" " + "a " * k, add_special_tokens=False)["input_ids"]
+               for k in (1, 2, 3, 4)]
+    group = {"tokens": [prompt + a for a in answers],
+             "masks": [[-100] * len(prompt) + a for a in answers],
+             "scores": [0.0, 0.25, 0.5, 1.0]}
+    with serving(create_app()) as url:
+        for _ in range(4):
+            httpx.post(f"{url}/scored_data", json=group).raise_for_status()
+        result = cli("rl", "train", "--api-url", url, "--training-steps", "2",
+                     "--batch-size", "8", "--seq-len", "32", "--output-dir", tmp_path / "run")
+    assert result.code == 0, result.err
+    assert "step 1: loss" in result.out and "step 2: loss" in result.out
+    assert "reward 0.438" in result.out  # the mean of 0, 0.25, 0.5 and 1
+    assert (tmp_path / "run" / "final").is_dir()
+    bad = cli("rl", "train", "--loss-type", "ppo")
+    assert bad.code == 2 and "loss_type" in bad.err
+
+
+def test_rl_serve_model_answers_completions():
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "preftune", "rl", "serve-model", "tiny",
+                               "--port", str(port)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).raise_for_status()
+                break
+            except (httpx.TransportError, httpx.HTTPStatusError):
+                time.sleep(0.3)
+        answer = httpx.post(f"http://127.0.0.1:{port}/v1/completions", timeout=60, json={
+            "prompt": "Hello", "n": 2, "max_tokens": 4, "logprobs": 1}).json()
+        assert len(answer["choices"]) == 2
+        assert all(len(c["logprobs"]["token_logprobs"]) == len(c["token_ids"])
+                   for c in answer["choices"])
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
