@@ -12,6 +12,8 @@ PREFTUNE_WORKER_PID  set by a service worker for the training process it starts:
                  stops when that worker is gone (see ``engine.stop.watch_worker``).
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
                  of `accelerate launch` (see ``lone_accelerate_process``).
+Any variable a YAML environment config names as ``${VAR}`` (see ``env_value`` and
+                 ``preftune.rl.envconfig``).
 """
 
 from __future__ import annotations
@@ -83,3 +85,8 @@ def worker_pid() -> int | None:
     """The pid of the service worker that started this training process, if one did."""
     value = os.environ.get("PREFTUNE_WORKER_PID", "")
     return int(value) if value.isdigit() else None
+
+
+def env_value(name: str) -> str | None:
+    """The value of any environment variable, for ``${VAR}`` in YAML configs; None if unset."""
+    return os.environ.get(name)
