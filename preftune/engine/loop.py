@@ -329,11 +329,16 @@ class StepPlan:
         return min(planned, self.max_steps) if self.max_steps else planned
 
     def steps(self, seed: int, start: Position) -> Iterator[tuple[int, int, list[list[int]]]]:
-        """(epoch, step within the epoch, micro-batches of row indices), from ``start`` on."""
+        """(epoch, step within the epoch, micro-batches of row indices), from ``start`` on,
+        up to ``total_steps`` in all (none left when a run resumes from its last step)."""
+        remaining = self.total_steps - start.step
         for epoch in range(start.epoch, self.epochs):
             micro = self.micro_batches(torch.Generator().manual_seed(seed + epoch))
             first = start.epoch_step if epoch == start.epoch else 0
             for epoch_step in range(first, self.steps_per_epoch):
+                if remaining <= 0:
+                    return
+                remaining -= 1
                 yield epoch, epoch_step, micro[epoch_step * self.grad_accum:
                                                (epoch_step + 1) * self.grad_accum]
 

@@ -133,6 +133,10 @@ def test_step_plan_and_schedule():
     assert sorted(i for m in steps[0][2] + steps[1][2] for i in m) == list(range(10))
     resumed = list(plan.steps(seed=0, start=Position(1, 1, 3)))
     assert resumed == steps[3:]
+    # max_steps ends the plan mid-epoch, also for a run resumed from that very step.
+    capped = StepPlan(num_pairs=10, batch_size=3, grad_accum=2, epochs=2, max_steps=3)
+    assert list(capped.steps(seed=0, start=Position(0, 0, 0))) == steps[:3]
+    assert list(capped.steps(seed=0, start=Position(1, 1, 3))) == []
 
     param = torch.nn.Parameter(torch.zeros(1))
     optimizer = torch.optim.SGD([param], lr=1.0)

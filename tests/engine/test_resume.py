@@ -62,3 +62,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(sample_pairs, tmp_path)
         assert abs(resumed[step] - expected[step]) <= 1e-5, (step, resumed[step],
                                                               expected[step])
     assert (killed / "final" / "adapter_model.safetensors").exists()
+
+
+def test_a_run_killed_after_its_last_checkpoint_resumes_to_its_final_model(sample_pairs,
+                                                                            tmp_path):
+    """The last checkpoint is at max_steps but final/ was never written: resuming takes no
+    step beyond max_steps, and writes final/."""
+    import shutil
+
+    run = tmp_path / "run"
+    train(TrainConfig(dataset=str(sample_pairs), output_dir=str(run),
+                      **{**OPTIONS, "max_steps": 6, "save_steps": 3}))
+    shutil.rmtree(run / "final")
+    train(None, resume=run)
+    assert sorted(_losses(run)) == [1, 2, 3, 4, 5, 6]
+    assert (run / "final" / "adapter_config.json").exists()
