@@ -13,6 +13,11 @@ rl_app = typer.Typer(help="Online RL: the trajectory API, a local inference serv
                      "GRPO trainer.", no_args_is_help=True)
 
 
+env_app = typer.Typer(help="A dataset environment: sample groups, score them, send or write "
+                      "them.", no_args_is_help=True)
+rl_app.add_typer(env_app, name="env")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(rl_app, name="rl")
 
@@ -94,3 +99,156 @@ def _print_step(row: dict[str, float]) -> None:
     out.print(f"step {int(row['step'])}: loss {row['loss']:.4f}  reward {row['mean_reward']:.3f}"
               f" (std {row['reward_std']:.3f})  clip {row['clip_frac']:.2f}  "
               f"{row['tokens_per_second']:,.0f} tok/s")
+
+
+EnvConfigName = Annotated[str | None, typer.Option(
+    "--config", help="A bundled config's name (tiny, gsm8k) or a YAML path.")]
+
+
+def _environment(config: str | None, flags: dict[str, Any]) -> Any:
+    from preftune.rl.envconfig import load_env_config
+    from preftune.rl.envs.dataset import DatasetEnvironment
+
+    if flags.get("reward_functions") is not None:
+        flags["reward_functions"] = list(flags["reward_functions"])
+    return DatasetEnvironment(load_env_config(config, flags))
+
+
+@env_app.command("serve")
+def env_serve(config: EnvConfigName = None, group_size: int | None = None,
+              rollout_server_url: str | None = None, base_url: str | None = None,
+              dataset_name: str | None = None, split: str | None = None,
+              reward_functions: list[str] | None = None, max_tokens: int | None = None,
+              temperature: float | None = None, max_num_workers: int | None = None,
+              tokenizer_name: str | None = None, model_name: str | None = None,
+              max_token_length: int | None = None,
+              ensure_scores_are_not_same: bool | None = None,
+              prompt_field: str | None = None, answer_field: str | None = None,
+              system_prompt: str | None = None) -> None:
+    """Register with the trajectory API and send scored groups until the data or the
+    trainer's steps run out."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    summary = _environment(config, flags).serve()
+    out.print(f"sent {summary.sent} groups; dropped {summary.dropped}"
+              + ("; the trainer has what it needs" if summary.stopped_by_trainer else ""))
+
+
+@env_app.command("process")
+def env_process(output: Annotated[Path, typer.Option(help="JSONL of scored groups.")],
+                num_items: Annotated[int, typer.Option(help="Items to sample.")] = 16,
+                config: EnvConfigName = None, group_size: int | None = None,
+                base_url: str | None = None, dataset_name: str | None = None,
+                split: str | None = None, reward_functions: list[str] | None = None,
+                max_tokens: int | None = None, temperature: float | None = None,
+                tokenizer_name: str | None = None, model_name: str | None = None,
+                prompt_field: str | None = None, answer_field: str | None = None,
+                system_prompt: str | None = None,
+                ensure_scores_are_not_same: bool | None = None) -> None:
+    """Sample and score groups without a trainer; write them as JSONL (for `rl to-pairs`)."""
+    flags = {k: v for k, v in locals().items() if k not in ("config", "output", "num_items")}
+    written = _environment(config, flags).process(output, num_items)
+    out.print(f"wrote {written} scored groups to {output}")
+
+
+@env_app.command("evaluate")
+def env_evaluate(config: EnvConfigName = None, base_url: str | None = None,
+                 dataset_name: str | None = None, split: str | None = None,
+                 reward_functions: list[str] | None = None, max_tokens: int | None = None,
+                 temperature: float | None = None, group_size: int | None = None,
+                 model_name: str | None = None, tokenizer_name: str | None = None) -> None:
+    """Sample the eval split and report the mean reward and each reward's mean."""
+    flags = {k: v for k, v in locals().items() if k != "config"}
+    report = _environment(config, flags).evaluate()
+    out.print(f"{report.items} items, {report.completions} completions: mean reward "
+              f"{report.mean_reward:.4f}")
+    for name, value in report.reward_means.items():
+        out.print(f"  {name}: {value:.4f}")
+
+
+@rl_app.command("to-pairs")
+def to_pairs_cmd(
+    scored: Annotated[Path, typer.Argument(help="Scored groups from `rl env process`.")],
+    output: Annotated[Path, typer.Option(help="Preference pairs (JSONL) for preftune "
+                                              "train.")],
+) -> None:
+    """Best vs worst completion of each group, as a preference dataset."""
+    from preftune.rl.pairs import to_pairs
+
+    summary = to_pairs(scored, output)
+    out.print(f"{summary.pairs} pairs from {summary.groups} groups (skipped: "
+              f"{summary.equal_scores} with equal scores, {summary.same_text} with the same "
+              f"text) -> {output}")
+
+
+@rl_app.command("launch")
+def launch_cmd(
+    config: Annotated[str, typer.Option("--config", help="A bundled config's name (tiny, "
+                                                         "gsm8k) or a YAML path.")],
+    output_dir: Annotated[Path | None, typer.Option(help="The run directory (default: "
+                                                         "experiments/rl_<config>_<time>).")]
+    = None,
+    api_port: Annotated[int | None, typer.Option(help="Trajectory API port (0: any free "
+                                                      "port).")] = None,
+    inference_port: Annotated[int | None, typer.Option(help="Inference server port (0: "
+                                                            "any free port).")] = None,
+) -> None:
+    """Start the trajectory API, the inference server, the environment and the GRPO trainer
+    together; stop them all when training ends (or on Ctrl-C)."""
+    import sys
+    from datetime import UTC, datetime
+
+    from preftune.errors import ConfigError
+    from preftune.rl.envconfig import config_path, load_env_config, read_config
+    from preftune.rl.launch import Child, launch
+    from preftune.rl.train import build_config
+
+    path = config_path(config)
+    data = read_config(path)
+    trainer, ports = dict(data.get("trainer") or {}), dict(data.get("launch") or {})
+    unknown = set(ports) - {"api_port", "inference_port"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) in launch: {', '.join(sorted(unknown))}",
+                          ["launch takes api_port and inference_port"])
+    api = _port(api_port if api_port is not None else ports.get("api_port", 8000))
+    inference = _port(inference_port if inference_port is not None
+                      else ports.get("inference_port", 9001))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H%M%S")
+    run = output_dir or Path("experiments") / f"rl_{path.stem}_{stamp}"
+    api_url, base_url = f"http://127.0.0.1:{api}", f"http://127.0.0.1:{inference}"
+    cfg = build_config({**trainer, "api_url": api_url, "output_dir": str(run)})
+    env = load_env_config(path, {"rollout_server_url": api_url, "base_url": base_url})
+    if env.tokenizer_name != cfg.model_name:
+        out.print(f"[yellow]warning:[/] the environment tokenizes with {env.tokenizer_name}, "
+                  f"the trainer trains {cfg.model_name}")
+    me = [sys.executable, "-m", "preftune"]
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in trainer.items()
+             if not isinstance(v, bool)]
+    flags += [f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in trainer.items()
+              if isinstance(v, bool)]
+    children = [
+        Child("api", [*me, "rl", "api", "--port", str(api)], ready_url=f"{api_url}/status"),
+        Child("inference", [*me, "rl", "serve-model", cfg.model_name, "--port",
+                            str(inference), "--weights-dir", str(run / "published"),
+                            "--seed", str(cfg.seed)],
+              ready_url=f"{base_url}/health"),
+        Child("trainer", [*me, "rl", "train", *flags, "--api-url", api_url,
+                          "--output-dir", str(run)]),
+        Child("env", [*me, "rl", "env", "serve", "--config", str(path),
+                      "--rollout-server-url", api_url, "--base-url", base_url]),
+    ]
+    out.print(f"launching {path.name}: API {api_url}, inference {base_url}, run {run}")
+    code = launch(children, main="trainer", echo=lambda line: out.print(line, markup=False,
+                                                                        highlight=False))
+    out.print(f"run directory: {run}")
+    raise typer.Exit(code)
+
+
+def _port(port: int) -> int:
+    """``port``, or a free one for 0."""
+    if port:
+        return port
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -80,14 +80,14 @@ def load_env_config(config: str | os.PathLike[str] | None,
     if config is not None:
         path = config_path(config)
         where = str(path)
-        values = _flatten(_read(path), where)
+        values = _flatten(read_config(path), where)
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = value
     return parse_config(values, where)
 
 
-def _read(path: Path) -> dict[str, Any]:
+def read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -129,12 +129,16 @@ def interpolate(value: Any, where: str, key: str = "") -> Any:
     return result
 
 
+# Sections for `preftune rl launch` (the trainer's options, the ports): not the environment's.
+LAUNCH_SECTIONS = ("trainer", "launch")
+
+
 def _flatten(data: dict[str, Any], where: str) -> dict[str, Any]:
     """The file's layout as one flat mapping of DatasetEnvConfig fields."""
     fields = DatasetEnvConfig.model_fields
     values: dict[str, Any] = {}
     for key, value in data.items():
-        if key in ("dataset", "server_configs"):
+        if key in ("dataset", "server_configs", *LAUNCH_SECTIONS):
             continue
         _check_key(key, fields, where, "")
         if key not in _IGNORED:
@@ -156,7 +160,8 @@ def _check_key(key: str, fields: Mapping[str, Any], where: str, prefix: str) -> 
                     where, prefix, key)
     elif key not in fields:
         raise ConfigError(f"{where}: unknown key {prefix}{key!r}",
-                          [f"the keys are: {', '.join(fields)}, dataset, server_configs"])
+                          [f"the keys are: {', '.join(fields)}, dataset, server_configs, "
+                           "trainer, launch"])
 
 
 def _server(servers: Any, values: Mapping[str, Any], where: str) -> dict[str, Any]:

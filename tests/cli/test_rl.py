@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 
 def _free_port() -> int:
@@ -84,3 +85,54 @@ def test_rl_serve_model_answers_completions():
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_process_then_to_pairs_then_train(cli, serving, tmp_path):
+    """Online rollouts feeding offline DPO: the documented three-command workflow."""
+    from preftune.rl.inference import create_app
+
+    with serving(create_app("tiny", seed=0)) as url:
+        scored = tmp_path / "scored.jsonl"
+        result = cli("rl", "env", "process", "--config", "tiny", "--base-url", url,
+                     "--output", scored, "--num-items", "8")
+        assert result.code == 0, result.err
+        assert "scored groups" in result.out
+    pairs = tmp_path / "pairs.jsonl"
+    converted = cli("rl", "to-pairs", scored, "--output", pairs)
+    assert converted.code == 0, converted.err
+    assert " pairs from " in converted.out
+    trained = cli("train", "--dataset", pairs, "--output-dir", tmp_path / "run",
+                  "max_steps=1", "grad_accum=1", "--batch-size", "2", "max_length=128",
+                  "max_prompt_length=64")
+    assert trained.code == 0, trained.err
+    assert (tmp_path / "run" / "final").is_dir()
+
+
+def test_env_config_errors_are_usage_errors(cli):
+    result = cli("rl", "env", "evaluate", "--config", "no-such-config")
+    assert result.code == 2 and "bundled configs:" in result.err and "tiny" in result.err
+
+
+@pytest.mark.slow
+def test_the_tiny_launch_raises_the_mean_reward(cli, tmp_path):
+    """API, inference server, environment and trainer from one command, on this CPU."""
+    import json
+
+    run = tmp_path / "run"
+    started = time.monotonic()
+    result = cli("rl", "launch", "--config", "tiny", "--output-dir", run, "--api-port", "0",
+                 "--inference-port", "0")
+    assert result.code == 0, result.out[-3000:] + result.err
+    assert time.monotonic() - started < 300
+    assert f"run directory: {run}" in result.out
+    for prefix in ("[api      ]", "[inference]", "[trainer  ]", "[env      ]"):
+        assert prefix in result.out
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["mean_reward"] for r in rows]
+    assert len(rewards) == 30
+    first, last = sum(rewards[:6]) / 6, sum(rewards[-6:]) / 6
+    assert last > first + 0.1, rewards
+    for part in ("config.json", "checkpoints.jsonl", "checkpoints", "final", "published"):
+        assert (run / part).exists(), part
+    assert [json.loads(line)["step"] for line in
+            (run / "checkpoints.jsonl").read_text().splitlines()] == [10, 20, 30]

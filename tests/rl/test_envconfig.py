@@ -113,7 +113,7 @@ def test_named_configs_come_from_the_bundled_folder(tmp_path, monkeypatch):
     assert {"tiny", "gsm8k"} <= set(bundled_configs())
     tiny = load_env_config("tiny")
     assert (tiny.dataset_name, tiny.tokenizer_name, tiny.group_size, tiny.max_tokens) == (
-        "sample:64", "tiny", 4, 24)
+        "sample:400", "tiny", 4, 24)
     assert (tiny.base_url, tiny.rollout_server_url) == ("http://127.0.0.1:9001",
                                                         "http://127.0.0.1:8000")
     assert tiny.reward_functions[0]["type"] == "length"
