@@ -9,8 +9,11 @@ import typer
 
 from preftune.cli.common import out
 
+# People bring Atropos' spellings (--group_size, --model_name): underscores in option names
+# read as dashes.
+_OPTION_NAMES = {"token_normalize_func": lambda name: name.replace("_", "-")}
 rl_app = typer.Typer(help="Online RL: the trajectory API, a local inference server and the "
-                     "GRPO trainer.", no_args_is_help=True)
+                     "GRPO trainer.", no_args_is_help=True, context_settings=_OPTION_NAMES)
 
 
 env_app = typer.Typer(help="A dataset environment: sample groups, score them, send or write "

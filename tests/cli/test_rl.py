@@ -136,3 +136,8 @@ def test_the_tiny_launch_raises_the_mean_reward(cli, tmp_path):
         assert (run / part).exists(), part
     assert [json.loads(line)["step"] for line in
             (run / "checkpoints.jsonl").read_text().splitlines()] == [10, 20, 30]
+
+
+def test_atropos_spellings_of_options_work(cli):
+    result = cli("rl", "train", "--loss_type", "ppo", "--model_name", "tiny")
+    assert result.code == 2 and "loss_type" in result.err  # the option was read; its value is bad
