@@ -70,16 +70,32 @@ def train_cmd(
                                                                   "step.")] = 1,
     seq_len: Annotated[int, typer.Option(help="Longest sequence, in tokens.")] = 512,
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
+    device: Annotated[str, typer.Option(help="auto (the GPU when there is one), cpu or "
+                                             "cuda.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 under a LoRA on a GPU), fp32 or "
+                                            "bf16.")] = "auto",
     lora: Annotated[bool, typer.Option(help="Train a LoRA adapter.")] = True,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm.")] = 1.0,
     kl_coef: Annotated[float, typer.Option(help="KL penalty to the starting model.")] = 0.0,
     clip_eps: Annotated[float, typer.Option(help="Clip range of the ratio.")] = 0.2,
     clip_eps_high: Annotated[float | None, typer.Option(help="Upper clip (DAPO).")] = None,
     loss_type: Annotated[str, typer.Option(help="grpo, dr_grpo or dapo.")] = "grpo",
+    scale_rewards: Annotated[bool | None, typer.Option(
+        help="Divide advantages by the group's std (default: yes, no for dr_grpo).")] = None,
+    batch_timeout_s: Annotated[float, typer.Option(help="Give up when no batch comes for "
+                                                        "this many seconds.")] = 600.0,
     api_url: Annotated[str, typer.Option(help="The trajectory API.")] = "http://127.0.0.1:8000",
     weights_dir: Annotated[str | None, typer.Option(help="Where to publish weights for the "
                                                          "inference server.")] = None,
     publish_every: Annotated[int, typer.Option(help="Publish every N steps.")] = 1,
+    vllm_url: Annotated[str | None, typer.Option(
+        help="Load each published LoRA adapter into this running vLLM server (needs "
+             "--lora; the key, if any, from VLLM_API_KEY).")] = None,
+    vllm_lora_name: Annotated[str, typer.Option(
+        help="The name vLLM serves the adapter under (the environments' model_name).")]
+    = "policy",
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 10,
     output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
@@ -207,17 +223,23 @@ def launch_cmd(
 
     path = config_path(config)
     data = read_config(path)
-    trainer, ports = dict(data.get("trainer") or {}), dict(data.get("launch") or {})
-    unknown = set(ports) - {"api_port", "inference_port"}
+    trainer, opts = dict(data.get("trainer") or {}), dict(data.get("launch") or {})
+    unknown = set(opts) - _LAUNCH_KEYS
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) in launch: {', '.join(sorted(unknown))}",
-                          ["launch takes api_port and inference_port"])
-    api = _port(api_port if api_port is not None else ports.get("api_port", 8000))
+                          [f"launch takes {', '.join(sorted(_LAUNCH_KEYS))}"])
+    server = opts.get("inference", "preftune")
+    if server not in ("preftune", "vllm"):
+        raise ConfigError(f"{path}: launch.inference is {server!r}",
+                          ["use preftune (rl serve-model) or vllm (vllm serve)"])
+    api = _port(api_port if api_port is not None else opts.get("api_port", 8000))
     inference = _port(inference_port if inference_port is not None
-                      else ports.get("inference_port", 9001))
+                      else opts.get("inference_port", 9001))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H%M%S")
     run = output_dir or Path("experiments") / f"rl_{path.stem}_{stamp}"
     api_url, base_url = f"http://127.0.0.1:{api}", f"http://127.0.0.1:{inference}"
+    if server == "vllm":
+        trainer = {"lora": True, **trainer, "vllm_url": base_url}
     cfg = build_config({**trainer, "api_url": api_url, "output_dir": str(run)})
     env = load_env_config(path, {"rollout_server_url": api_url, "base_url": base_url})
     if env.tokenizer_name != cfg.model_name:
@@ -228,22 +250,60 @@ def launch_cmd(
              if not isinstance(v, bool)]
     flags += [f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in trainer.items()
               if isinstance(v, bool)]
+    env_flags = ["--rollout-server-url", api_url, "--base-url", base_url]
+    if server == "vllm":
+        inference_child = _vllm_child(cfg, opts, inference, base_url)
+        env_flags += ["--model-name", cfg.vllm_lora_name]
+    else:
+        inference_child = Child("inference", [*me, "rl", "serve-model", cfg.model_name,
+                                              "--port", str(inference), "--weights-dir",
+                                              str(run / "published"), "--seed", str(cfg.seed)],
+                                ready_url=f"{base_url}/health")
     children = [
         Child("api", [*me, "rl", "api", "--port", str(api)], ready_url=f"{api_url}/status"),
-        Child("inference", [*me, "rl", "serve-model", cfg.model_name, "--port",
-                            str(inference), "--weights-dir", str(run / "published"),
-                            "--seed", str(cfg.seed)],
-              ready_url=f"{base_url}/health"),
+        inference_child,
         Child("trainer", [*me, "rl", "train", *flags, "--api-url", api_url,
                           "--output-dir", str(run)]),
-        Child("env", [*me, "rl", "env", "serve", "--config", str(path),
-                      "--rollout-server-url", api_url, "--base-url", base_url]),
+        Child("env", [*me, "rl", "env", "serve", "--config", str(path), *env_flags]),
     ]
     out.print(f"launching {path.name}: API {api_url}, inference {base_url}, run {run}")
-    code = launch(children, main="trainer", echo=lambda line: out.print(line, markup=False,
-                                                                        highlight=False))
+    # vLLM compiles and captures CUDA graphs before it answers /health: give it longer.
+    code = launch(children, main="trainer",
+                  echo=lambda line: out.print(line, markup=False, highlight=False),
+                  ready_timeout_s=900.0 if server == "vllm" else 300.0)
     out.print(f"run directory: {run}")
     raise typer.Exit(code)
+
+
+_LAUNCH_KEYS = {"api_port", "inference_port", "inference", "vllm_command", "vllm_args"}
+# The ranks vLLM's --max-lora-rank accepts.
+_VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def _vllm_child(cfg: Any, opts: dict[str, Any], port: int, base_url: str) -> Any:
+    """``vllm serve`` with run-time adapter loading on, for ``launch: {inference: vllm}``."""
+    import shlex
+    import shutil
+
+    from preftune.errors import ConfigError
+    from preftune.rl.launch import Child
+
+    command = shlex.split(str(opts.get("vllm_command", "vllm serve")))
+    if not command or shutil.which(command[0]) is None:
+        raise ConfigError(f"launch.inference is vllm, but {command[0] if command else '?'!r} "
+                          "is not on PATH",
+                          ["install vLLM on this GPU machine (pip install vllm), or set "
+                           "launch.vllm_command"])
+    extra = opts.get("vllm_args") or []
+    if not isinstance(extra, list):
+        raise ConfigError("launch.vllm_args is a list of arguments for vllm serve",
+                          ['e.g. vllm_args: ["--gpu-memory-utilization", "0.5"]'])
+    rank = next((r for r in _VLLM_RANKS if r >= cfg.lora_rank), cfg.lora_rank)
+    return Child("inference", [*command, cfg.model_name, "--host", "127.0.0.1", "--port",
+                               str(port), "--enable-lora", "--max-lora-rank", str(rank),
+                               "--max-loras", "1", *[str(a) for a in extra]],
+                 ready_url=f"{base_url}/health",
+                 env={"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True"})
 
 
 def _port(port: int) -> int:

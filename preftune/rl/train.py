@@ -3,7 +3,8 @@
 register with the API → for each step: pull a batch (whole groups) → advantages (the
 environment's, or group-normalised scores) → per-token log-probs of the completions → GRPO
 loss (``rl/grpo.py``), with the inference log-probs as the old policy when sent → optimizer
-step → log, publish weights for the inference server, checkpoint.
+step → log, checkpoint, publish weights for the inference server (and, with ``vllm_url``,
+load the adapter into vLLM: ``rl/vllm.py``).
 
 The run directory is an ordinary one (``runs/rundir.py``): ``config.json``,
 ``metrics.jsonl`` (mean reward, reward std, KL, clip fraction, tokens/s, ...),
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ from typing import Any, Literal
 
 import httpx
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
 from preftune.engine.logprobs import token_log_probs
@@ -32,6 +34,8 @@ from preftune.errors import ConfigError, TrainingError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.models.load import add_lora, load_model, load_tokenizer
 from preftune.rl.grpo import group_advantages, grpo_loss
+from preftune.rl.inference import publish_weights
+from preftune.rl.vllm import PublishError, VLLMAdapters
 from preftune.runs.rundir import RunDir
 
 PROMPT = -100  # the mask value of prompt tokens, as Atropos environments send it
@@ -50,6 +54,10 @@ class GRPOConfig(BaseModel):
     seq_len: int = Field(512, ge=8, description="Longest sequence; longer ones are cut.")
     learning_rate: float = Field(1e-5, gt=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when "
+                                                     "there is one.")
+    dtype: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 weights "
+                                                   "under a LoRA on a GPU with bf16, else fp32.")
     lora: bool = True
     lora_rank: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -65,11 +73,22 @@ class GRPOConfig(BaseModel):
     weights_dir: str | None = Field(None, description="Where weights are published for the "
                                     "inference server (default: <run>/published).")
     publish_every: int = Field(1, ge=1, description="Publish weights every N steps.")
+    vllm_url: str | None = Field(None, description="A running vLLM server to load each "
+                                 "published LoRA adapter into (POST /v1/load_lora_adapter).")
+    vllm_lora_name: str = Field("policy", min_length=1, description="The name vLLM serves "
+                                "the adapter under: the environments' model_name.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
     output_dir: str | None = None
     seed: int = 42
     batch_timeout_s: float = Field(600.0, gt=0, description="Give up when no batch comes for "
                                    "this long.")
+
+    @model_validator(mode="after")
+    def _vllm_takes_adapters(self) -> GRPOConfig:
+        if self.vllm_url and not self.lora:
+            raise ValueError("vLLM loads LoRA adapters at run time, not full weights: train "
+                             "with lora, or serve with preftune rl serve-model")
+        return self
 
     @property
     def scale(self) -> bool:
@@ -81,8 +100,9 @@ def build_config(values: dict[str, Any]) -> GRPOConfig:
         return GRPOConfig(**values)
     except ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid GRPO option {where}: {first['msg']}",
+        where = ".".join(str(p) for p in first["loc"]) or "options"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid GRPO {where}: {message}",
                           ["see: preftune rl train --help"]) from e
 
 
@@ -95,6 +115,11 @@ class Sequences:
     advantages: torch.Tensor  # (B,)
     old_logps: torch.Tensor | None  # (B, T) inference log-probs aligned with labels
     scores: list[float]
+
+    def to(self, device: torch.device) -> Sequences:
+        old = self.old_logps.to(device) if self.old_logps is not None else None
+        return Sequences(self.input_ids.to(device), self.labels.to(device),
+                         self.advantages.to(device), old, self.scores)
 
 
 def flatten(batch: list[dict[str, Any]], seq_len: int, scale: bool) -> Sequences:
@@ -178,19 +203,21 @@ def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,
     run, cfg, checkpoint = _open(cfg, resume)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model_name)
-    policy = load_model(cfg.model_name, "fp32")
+    device, dtype = _placement(cfg)
+    policy = load_model(cfg.model_name, dtype)
     if checkpoint is not None and cfg.lora:
         from peft import PeftModel
 
         policy = PeftModel.from_pretrained(policy, run.path / checkpoint["model_path"],
                                            is_trainable=True)
     elif checkpoint is not None:
-        policy = load_model(str(run.path / checkpoint["model_path"]), "fp32")
+        policy = load_model(str(run.path / checkpoint["model_path"]), dtype)
     elif cfg.lora:
         policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, 0.0, "all-linear")
+    policy = policy.to(device)
     reference = None
     if cfg.kl_coef > 0 and not cfg.lora:
-        reference = load_model(cfg.model_name, "fp32").eval().requires_grad_(False)
+        reference = load_model(cfg.model_name, dtype).to(device).eval().requires_grad_(False)
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad],
                                   lr=cfg.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
@@ -203,30 +230,84 @@ def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,
         step = position.step
         run.truncate_metrics(step)
     weights_dir = Path(cfg.weights_dir) if cfg.weights_dir else run.path / "published"
-    client = TrajectoryClient(cfg.api_url)
-    client.register(cfg, run, step)
-    policy.train()
-    while step < cfg.training_steps:
-        started = time.perf_counter()
-        batch = flatten(client.batch(cfg.batch_timeout_s), cfg.seq_len, cfg.scale)
-        row = _step(cfg, policy, reference, optimizer, batch)
-        step += 1
-        row.update(step=step, tokens_per_second=row["tokens"] / (time.perf_counter() - started),
-                   learning_rate=float(schedule.get_last_lr()[0]))
-        run.log(row)
-        if on_step is not None:
-            on_step(row)
-        if step % cfg.publish_every == 0 or step == cfg.training_steps:
-            from preftune.rl.inference import publish_weights
-
-            publish_weights(policy, weights_dir, step)
-        if step % cfg.save_steps == 0 or step == cfg.training_steps:
-            save_checkpoint(run, f"step-{step}", policy, optimizer.state_dict(), schedule,
-                            Position(0, step, step), float(step), None)
+    adapters = _vllm(cfg)
+    try:
+        if adapters is not None:
+            # Environments ask vLLM for the adapter by name from their first request on.
+            adapters.load(publish_weights(policy, weights_dir, step))
+        client = TrajectoryClient(cfg.api_url)
+        client.register(cfg, run, step)
+        policy.train()
+        while step < cfg.training_steps:
+            started = time.perf_counter()
+            batch = flatten(client.batch(cfg.batch_timeout_s), cfg.seq_len,
+                            cfg.scale).to(device)
+            row = _step(cfg, policy, reference, optimizer, batch)
+            step += 1
+            row.update(step=step,
+                       tokens_per_second=row["tokens"] / (time.perf_counter() - started),
+                       learning_rate=float(schedule.get_last_lr()[0]))
+            run.log(row)
+            if on_step is not None:
+                on_step(row)
+            last = step == cfg.training_steps
+            saved = step % cfg.save_steps == 0 or last
+            if saved:
+                _checkpoint(run, step, policy, optimizer, schedule)
+            if step % cfg.publish_every == 0 or last:
+                published = publish_weights(policy, weights_dir, step)
+                if adapters is not None:
+                    try:
+                        adapters.load(published)
+                    except PublishError as e:
+                        if not saved:
+                            _checkpoint(run, step, policy, optimizer, schedule)
+                        e.hints.append(f"step {step} is checkpointed: once vLLM is back, "
+                                       f"continue with preftune rl train --resume {run.path}")
+                        raise
+    finally:
+        if adapters is not None:
+            adapters.close()
     with atomic_dir(run.final_path) as tmp:
         policy.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return run
+
+
+def _placement(cfg: GRPOConfig) -> tuple[torch.device, str]:
+    """The device and the weights' dtype ``cfg`` asks for."""
+    cuda = torch.cuda.is_available()
+    if cfg.device == "cuda" and not cuda:
+        raise ConfigError("device is cuda, but torch sees no CUDA GPU here",
+                          ["use device auto or cpu"])
+    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda)
+                          else "cpu")
+    if cfg.dtype != "auto":
+        return device, cfg.dtype
+    # Under a LoRA the trained weights stay fp32 (PEFT keeps adapters in fp32 over a bf16
+    # base); full fine-tuning keeps fp32 weights for AdamW.
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and cfg.lora
+    return device, "bf16" if bf16 else "fp32"
+
+
+def _checkpoint(run: RunDir, step: int, policy: Any, optimizer: torch.optim.Optimizer,
+                schedule: Any) -> None:
+    save_checkpoint(run, f"step-{step}", policy, optimizer.state_dict(), schedule,
+                    Position(0, step, step), float(step), None)
+
+
+def _vllm(cfg: GRPOConfig) -> VLLMAdapters | None:
+    """The vLLM publisher ``cfg`` asks for, after checking the server answers."""
+    if not cfg.vllm_url:
+        return None
+    adapters = VLLMAdapters(cfg.vllm_url, cfg.vllm_lora_name,
+                            api_key=os.environ.get("VLLM_API_KEY"))
+    try:
+        adapters.check()
+    except BaseException:
+        adapters.close()
+        raise
+    return adapters
 
 
 def _step(cfg: GRPOConfig, policy: Any, reference: Any, optimizer: torch.optim.Optimizer,

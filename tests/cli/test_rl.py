@@ -141,3 +141,68 @@ def test_the_tiny_launch_raises_the_mean_reward(cli, tmp_path):
 def test_atropos_spellings_of_options_work(cli):
     result = cli("rl", "train", "--loss_type", "ppo", "--model_name", "tiny")
     assert result.code == 2 and "loss_type" in result.err  # the option was read; its value is bad
+
+
+def _vllm_config(tmp_path, steps):
+    """The tiny config, training a LoRA adapter that `vllm serve` gets at every publish."""
+    import yaml
+
+    from preftune.rl.envconfig import config_path
+
+    data = yaml.safe_load(config_path("tiny").read_text())
+    data["trainer"].update(training_steps=steps, lora=True, lora_rank=4, save_steps=2)
+    data["launch"] = {"inference": "vllm", "vllm_args": ["--max-loras", "1"]}
+    path = tmp_path / "tiny-vllm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_vllm_launch_serves_each_adapter_from_vllm(cli, tmp_path, monkeypatch):
+    """`launch: {inference: vllm}` runs `vllm serve` (here a stand-in speaking vLLM's adapter
+    endpoints, found on PATH as `vllm`) and the trainer loads every adapter into it."""
+    from pathlib import Path
+
+    standin = Path(__file__).parents[1] / "rl" / "vllm_standin.py"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "vllm").write_text(f'#!/bin/sh\nexec "{sys.executable}" "{standin}" "$@"\n')
+    (bin_dir / "vllm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    run = tmp_path / "run"
+    result = cli("rl", "launch", "--config", _vllm_config(tmp_path, 3), "--output-dir", run,
+                 "--api-port", "0", "--inference-port", "0")
+    assert result.code == 0, result.out[-3000:] + result.err
+    assert "(max_lora_rank 8)" in result.out  # lora_rank 4 -> the next rank vLLM accepts
+    loads = [line for line in result.out.splitlines()
+             if line.startswith("[inference]") and "loaded adapter policy" in line]
+    assert [line.split(" as ")[0].rsplit("/", 1)[-1] for line in loads] == [
+        "step-0", "step-1", "step-2", "step-3"]
+    # The stand-in answers 404 to any model name but the base and loaded adapters, so the
+    # environment's groups were sampled from the adapter, by its name.
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 3
+    assert (run / "final" / "adapter_config.json").exists()
+
+
+def test_a_vllm_launch_without_vllm_says_so(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = cli("rl", "launch", "--config", _vllm_config(tmp_path, 2))
+    assert result.code == 2 and "'vllm' is not on PATH" in result.err
+
+
+def test_the_bundled_gsm8k_launch_reads_and_asks_for_vllm(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = cli("rl", "launch", "--config", "gsm8k", "--output-dir", tmp_path / "run")
+    assert result.code == 2 and "'vllm' is not on PATH" in result.err, result.err
+
+
+def test_every_grpo_option_is_an_rl_train_flag():
+    """`rl launch` passes its `trainer:` section as flags, so each option needs one."""
+    import os
+
+    from preftune.rl.train import GRPOConfig
+
+    help_text = subprocess.run([sys.executable, "-m", "preftune", "rl", "train", "--help"],
+                               capture_output=True, text=True, check=True,
+                               env={**os.environ, "COLUMNS": "250"}).stdout
+    for name in GRPOConfig.model_fields:
+        assert f"--{name.replace('_', '-')}" in help_text, name

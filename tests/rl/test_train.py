@@ -121,3 +121,19 @@ def test_an_unreachable_api_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="cannot reach the trajectory API"):
         train_grpo(cfg)
 
+
+
+def test_placement_follows_the_machine_and_the_options():
+    from preftune.errors import ConfigError
+    from preftune.rl.train import _placement
+
+    device, dtype = _placement(build_config({}))
+    if torch.cuda.is_available():
+        bf16 = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        assert (device.type, dtype) == ("cuda", bf16)
+        assert _placement(build_config({"lora": False}))[1] == "fp32"  # full FT keeps fp32
+    else:
+        assert (device.type, dtype) == ("cpu", "fp32")
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            _placement(build_config({"device": "cuda"}))
+    assert _placement(build_config({"dtype": "bf16", "device": "cpu"}))[1] == "bf16"
