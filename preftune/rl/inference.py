@@ -388,6 +388,7 @@ class _SamplingFields(BaseModel):
     seed: int | None = None
     stop: str | list[str] | None = None
     stream: bool = False
+    return_token_ids: bool | None = None  # vLLM's switch for token_ids; always sent here
 
     @field_validator("stream")
     @classmethod

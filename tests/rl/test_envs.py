@@ -98,7 +98,8 @@ def test_a_group_has_prompt_masks_ids_logprobs_and_scores(tokenizer, data, servi
     assert group is not None
     request = app.state.requests[0]
     assert request == {"model": "tiny", "n": 4, "max_tokens": 16, "temperature": 0.7,
-                       "prompt": "Question number 0?", "logprobs": 1}
+                       "prompt": "Question number 0?", "logprobs": 1,
+                       "return_token_ids": True}
     prompt_ids = tokenizer("Question number 0?")["input_ids"]
     for i in range(4):
         ids = [500 + j for j in range(i + 1)]

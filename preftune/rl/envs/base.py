@@ -229,8 +229,11 @@ class Environment(abc.ABC):
     def sample(self, item: Item) -> list[Completion]:
         """``group_size`` completions of one prompt, in one request with ``n``."""
         cfg = self.config
+        # return_token_ids: vLLM then sends the sampled ids, as preftune's server always does,
+        # so nothing is tokenized again (text does not always round-trip to the same ids).
         body: dict[str, Any] = {"model": cfg.model_name, "n": cfg.group_size,
-                                "max_tokens": cfg.max_tokens, "temperature": cfg.temperature}
+                                "max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
+                                "return_token_ids": True}
         if cfg.use_chat:
             path, body["messages"] = "/v1/chat/completions", self._messages(item)
             if cfg.logprobs:
