@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from preftune.errors import ConfigError, DataError, MissingError
+from preftune.errors import ConfigError, DataError, MissingError, TrainingError
 from preftune.models.load import load_tokenizer
 from preftune.rl.envs import DatasetEnvConfig, DatasetEnvironment, Item
 from preftune.rl.envs.base import PROMPT_LOGPROB, PROMPT_MASK
@@ -307,3 +307,33 @@ def test_the_tiny_config_end_to_end_with_preftunes_inference_server(serving, tmp
     assert all(lp <= 0 for lp in group.inference_logprobs[0][len(prompt_ids):])
     summary = to_pairs(tmp_path / "groups.jsonl", tmp_path / "pairs.jsonl")
     assert len(load_preferences(str(tmp_path / "pairs.jsonl"))) == summary.pairs > 0
+
+
+def test_sampling_retries_a_moment_of_404_and_gives_up_after_the_retries(tokenizer, data,
+                                                                        serving, monkeypatch):
+    """An older vLLM unloads the adapter name and loads it again: for a moment it is 404."""
+    import preftune.rl.envs.base as base
+
+    monkeypatch.setattr(base, "RETRY_WAIT_S", 0.01)
+    app = completions_app()
+    failures = {"left": 2}
+
+    @app.middleware("http")
+    async def missing_for_a_moment(request, call_next):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            from fastapi.responses import JSONResponse
+
+            return JSONResponse({"error": {"message": "The model `tiny` does not exist."}},
+                                status_code=404)
+        return await call_next(request)
+
+    with serving(app) as url:
+        env = make_env(tokenizer, data, url)
+        assert env.collect_group(env.next_item()) is not None
+        assert failures["left"] == 0 and len(app.state.requests) == 1
+        failures["left"] = 5
+        stubborn = make_env(tokenizer, data, url, request_retries=1)
+        with pytest.raises(TrainingError, match="answered 404"):
+            stubborn.collect_group(stubborn.next_item())
+    assert failures["left"] == 3  # one try and one retry

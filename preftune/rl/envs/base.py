@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 PROMPT_MASK = -100  # atroposlib: masks hold -100 where the trainer must not learn
 PROMPT_LOGPROB = 1.0  # atroposlib: inference_logprobs hold 1.0 at prompt positions
 WAIT_FOR_TRAINER = "wait for trainer to start"
+RETRY_WAIT_S = 0.5  # first wait before a sampling request is retried; doubles each time
+_TRANSIENT = {404, 429, 500, 502, 503, 504}
 
 
 class EnvConfig(BaseModel):
@@ -65,6 +67,8 @@ class EnvConfig(BaseModel):
     wandb_name: str | None = Field(None, description="the name sent to /register-env")
     weight: float = 1.0
     poll_interval: float = Field(1.0, gt=0, description="seconds between /register-env tries")
+    request_retries: int = Field(3, ge=0, description="retries of a sampling request that "
+                                 "failed to connect or got 404, 429 or 5xx")
 
 
 @dataclass(frozen=True)
@@ -244,11 +248,7 @@ class Environment(abc.ABC):
                 body["logprobs"] = 1  # the sampled token's log-prob (and the top one)
         url = _api_root(cfg.base_url) + path
         headers = {"Authorization": f"Bearer {cfg.api_key}"} if cfg.api_key else {}
-        try:
-            response = self._client.post(url, json=body, headers=headers)
-        except httpx.HTTPError as e:
-            raise TrainingError(f"cannot reach the inference server at {url}: {e}",
-                                ["start it, or set base_url to where it listens"]) from e
+        response = self._post_retrying(url, body, headers)
         if response.status_code != 200:
             raise TrainingError(f"the inference server at {url} answered "
                                 f"{response.status_code}: {response.text[:500]}",
@@ -258,6 +258,26 @@ class Environment(abc.ABC):
             raise TrainingError(f"asked {url} for n={cfg.group_size} completions, got "
                                 f"{len(choices)}", ["use a server that supports n > 1"])
         return [_completion(choice, cfg.use_chat) for choice in choices]
+
+    def _post_retrying(self, url: str, body: dict[str, Any], headers: dict[str, str]
+                       ) -> httpx.Response:
+        """POST, retried on what passes: a server restarting or busy, or a vLLM adapter
+        name missing for the moment an older vLLM unloads and loads it again (404)."""
+        retries = self.config.request_retries
+        for attempt in range(retries + 1):
+            try:
+                response = self._client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as e:
+                if attempt == retries:
+                    raise TrainingError(f"cannot reach the inference server at {url}: {e}",
+                                        ["start it, or set base_url to where it listens"]
+                                        ) from e
+            else:
+                if response.status_code not in _TRANSIENT or attempt == retries:
+                    return response
+                log.warning("%s answered %s; retrying", url, response.status_code)
+            time.sleep(min(RETRY_WAIT_S * 2 ** attempt, 10.0))
+        raise AssertionError("unreachable")
 
     # ---- modes -----------------------------------------------------------------------------
 
