@@ -122,7 +122,8 @@ def test_stopping_serve_checkpoints_the_running_job_and_queues_it_again(cli, sam
                                  files={"file": ("pairs.jsonl", f)}).json()["id"]
         job = httpx.post(f"{url}/fine_tuning/jobs", headers=headers, json={
             "model": "tiny", "training_file": file_id, "config": {
-                "batch_size": 2, "grad_accum": 1, "max_steps": 400, "logging_steps": 1,
+                "batch_size": 2, "grad_accum": 1, "max_steps": 400, "epochs": 13,
+                "logging_steps": 1,
                 "max_length": 256, "max_prompt_length": 128}}).json()
         while not [e for e in httpx.get(f"{url}/fine_tuning/jobs/{job['id']}/events",
                                         headers=headers).json()["data"]

@@ -142,13 +142,16 @@ def test_a_failing_training_process_fails_the_job_with_its_error(db, store, samp
 
 def test_pause_keeps_a_checkpoint_and_resume_continues_from_it(db, store, sample_pairs,
                                                                running):
-    job = submit(db, store, sample_pairs, max_steps=60)
+    # Enough steps that the pause (seen at the worker's next heartbeat, within 1 s) lands
+    # before the run ends: 60 tiny steps could all finish first on a fast moment.
+    job = submit(db, store, sample_pairs, max_steps=240, epochs=8)
     running()
     wait_for(lambda: len(metrics_steps(db, job.id)) >= 3)
     queue.request_pause(db, None, job.id)
-    wait_for(lambda: status(db, job.id) == "paused")
+    wait_for(lambda: status(db, job.id) in ("paused", "succeeded", "failed"))
+    assert status(db, job.id) == "paused"
     paused_at = checkpoint_steps(db, job.id)
-    assert paused_at and paused_at[-1] == max(metrics_steps(db, job.id)) < 60
+    assert paused_at and paused_at[-1] == max(metrics_steps(db, job.id)) < 240
     assert "Fine-tuning job paused at checkpoint step-" in events(db, job.id)[-1].message
     queue.request_resume(db, None, job.id)
     wait_for(lambda: status(db, job.id) in ("succeeded", "failed"))
@@ -156,16 +159,17 @@ def test_pause_keeps_a_checkpoint_and_resume_continues_from_it(db, store, sample
     assert row.status == "succeeded" and row.attempt == 2
     messages = [e.message for e in events(db, job.id)]
     assert f"Resuming from checkpoint step-{paused_at[-1]}" in messages
-    assert metrics_steps(db, job.id) == list(range(1, 61))
+    assert metrics_steps(db, job.id) == list(range(1, 241))
 
 
 def test_cancel_stops_the_training_process_group(db, store, sample_pairs, running):
-    job = submit(db, store, sample_pairs, max_steps=400)
+    job = submit(db, store, sample_pairs, max_steps=400, epochs=13)
     running()
     wait_for(lambda: metrics_steps(db, job.id))
     log = store.job_dir(job.id) / "logs" / "attempt-1.log"
     queue.request_cancel(db, None, job.id)
-    wait_for(lambda: status(db, job.id) == "cancelled", timeout=60)
+    wait_for(lambda: status(db, job.id) in ("cancelled", "succeeded", "failed"), timeout=60)
+    assert status(db, job.id) == "cancelled"
     size = log.stat().st_size
     time.sleep(1.5)
     assert log.stat().st_size == size  # nothing writes any more
