@@ -3,7 +3,9 @@
 What a name stands for comes from ``runs.locate``. How pairs are scored (``Scoring``): by
 the run's loss against its reference (the base model; for a LoRA run, the same weights with
 adapters disabled), reference-free for SimPO/ORPO/SFT, and by average log-probability when
-no reference is known.
+no reference is known. The reference itself is never scored against itself (every reward
+would be 0): ``Scoring.for_model`` scores it by average log-probability, and
+``average_logps_views`` scores the other models that way beside it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from preftune.data.tokenize import tokenize_pairs
 from preftune.engine.evaluate import Scorer
 from preftune.engine.logprobs import TokenRows
 from preftune.errors import MissingError
-from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
+from preftune.losses import LOSSES, REFERENCE_FREE, LossOutput, LossParams, PairLogps
 from preftune.models.load import load_model, load_tokenizer, resolve_model
 from preftune.runs.locate import Located
 
@@ -54,19 +56,38 @@ class Scoring:
         params = LossParams(beta=beta if beta is not None else cfg.beta,
                             label_smoothing=cfg.label_smoothing,
                             gamma_beta_ratio=cfg.gamma_beta_ratio, sft_weight=0.0)
-        if reference_free or (name not in REFERENCE_FREE and reference is None
-                              and primary.run_config is None):
-            return cls("sft", params, None,
-                       "reference-free: rewards are average log-probabilities")
+        if reference_free or name == "sft" or (name not in REFERENCE_FREE and reference is None
+                                               and primary.run_config is None):
+            return cls.average_logps(params)
         if name in REFERENCE_FREE:
             return cls(name, params, None, f"{name} (reference-free)")
         ref = reference or cfg.model
         return cls(name, params, ref, f"{name}, beta {params.beta:g}, reference {ref}")
 
+    @classmethod
+    def average_logps(cls, params: LossParams) -> Scoring:
+        """Reference-free: a response's reward is its mean token log-prob (the sft loss)."""
+        return cls("sft", params, None, "reference-free: rewards are average log-probabilities")
+
+    @property
+    def label(self) -> str:
+        """A column header's worth: the loss, or "reference-free" for average log-probs."""
+        return "reference-free" if self.algo == "sft" else self.algo
+
+    def is_reference(self, located: Located) -> bool:
+        """Whether ``located`` is this scoring's reference model itself (not an adapter on it)."""
+        return (self.reference is not None and not located.is_adapter
+                and _same_model(self.reference, located.model_dir))
+
+    def for_model(self, located: Located) -> Scoring:
+        """This scoring, or average log-probs for the reference (against itself all is 0)."""
+        return Scoring.average_logps(self.params) if self.is_reference(located) else self
+
 
 @dataclass
 class EvalResult:
     name: str
+    scoring: Scoring  # what every reward, margin and loss here was scored by
     summary: dict[str, float]
     per_pair: list[dict[str, float]] = field(default_factory=list)
 
@@ -83,7 +104,8 @@ def evaluate(located: Located, dataset: PreferenceDataset, scoring: Scoring,
     ref_model = None
     if scoring.reference is not None:
         # A LoRA model's base is its reference when the scoring asks for that very base.
-        same_base = located.is_adapter and _same_model(scoring.reference, located)
+        same_base = (located.is_adapter and located.base is not None
+                     and _same_model(scoring.reference, located.base))
         if not same_base:
             ref_model = load_model(scoring.reference).to(device).eval()
             ref_model.requires_grad_(False)
@@ -96,19 +118,59 @@ def evaluate(located: Located, dataset: PreferenceDataset, scoring: Scoring,
         for start in range(0, len(rows), batch_size):
             indices = list(range(start, min(start + batch_size, len(rows))))
             out, logps, _ = scorer.score(rows, indices, None)
-            for k, i in enumerate(indices):
-                chosen_r = float(out.chosen_rewards[k])
-                rejected_r = float(out.rejected_rewards[k])
-                per_pair.append({
-                    "pair": i, "record": records[i], "loss": float(out.losses[k]),
-                    "chosen_logps": float(logps.chosen[k]),
-                    "rejected_logps": float(logps.rejected[k]),
-                    "chosen_reward": chosen_r, "rejected_reward": rejected_r,
-                    "margin": chosen_r - rejected_r, "correct": float(chosen_r > rejected_r),
-                })
+            pair_logps = PairLogps(logps.chosen, logps.rejected, logps.chosen_tokens,
+                                   logps.rejected_tokens)
+            per_pair += _pair_rows(indices, [records[i] for i in indices], pair_logps, out)
             if progress is not None:
                 progress(min(start + batch_size, len(rows)), len(rows))
-    return EvalResult(located.name, summarize(per_pair), per_pair)
+    return EvalResult(located.name, scoring, summarize(per_pair), per_pair)
+
+
+def rescore(result: EvalResult, scoring: Scoring) -> EvalResult:
+    """``result``'s pairs under a reference-free ``scoring``, from the log-probs it already
+    holds: no model is loaded and nothing runs forward again."""
+    if scoring.reference is not None:
+        raise ValueError(f"rescore needs a reference-free scoring, got {scoring.description}")
+    rows = result.per_pair
+
+    def column(key: str) -> torch.Tensor:
+        return torch.tensor([p[key] for p in rows], dtype=torch.float64)  # (N,)
+
+    logps = PairLogps(column("chosen_logps"), column("rejected_logps"),
+                      column("chosen_tokens"), column("rejected_tokens"))
+    out = LOSSES[scoring.algo](logps, scoring.params)
+    per_pair = _pair_rows([int(p["pair"]) for p in rows], [p["record"] for p in rows],
+                          logps, out)
+    return EvalResult(result.name, scoring, summarize(per_pair), per_pair)
+
+
+def average_logps_views(results: list[EvalResult]) -> list[EvalResult | None]:
+    """For each result scored against a reference, the same pairs by average log-prob, when
+    another model was scored that way (being the reference): so that every model has numbers
+    on one scale. None where a result needs no second view, or when none does."""
+    if not any(r.scoring.algo == "sft" for r in results):
+        return [None] * len(results)
+    return [None if r.scoring.reference is None
+            else rescore(r, Scoring.average_logps(r.scoring.params)) for r in results]
+
+
+def _pair_rows(indices: list[int], records: list[Any], logps: PairLogps,
+               out: LossOutput) -> list[dict[str, float]]:
+    """One row per pair: its log-probs, response lengths, rewards, margin, correct, loss."""
+    rows = []
+    for k, i in enumerate(indices):
+        chosen_r = float(out.chosen_rewards[k])
+        rejected_r = float(out.rejected_rewards[k])
+        rows.append({
+            "pair": i, "record": records[k], "loss": float(out.losses[k]),
+            "chosen_logps": float(logps.policy_chosen[k]),
+            "rejected_logps": float(logps.policy_rejected[k]),
+            "chosen_tokens": float(logps.chosen_tokens[k]),
+            "rejected_tokens": float(logps.rejected_tokens[k]),
+            "chosen_reward": chosen_r, "rejected_reward": rejected_r,
+            "margin": chosen_r - rejected_r, "correct": float(chosen_r > rejected_r),
+        })
+    return rows
 
 
 def summarize(per_pair: list[dict[str, float]]) -> dict[str, float]:
@@ -122,11 +184,15 @@ def summarize(per_pair: list[dict[str, float]]) -> dict[str, float]:
             "chosen_logps": mean("chosen_logps"), "rejected_logps": mean("rejected_logps")}
 
 
-def _same_model(reference: str, located: Located) -> bool:
-    """Whether ``reference`` names the base model under ``located``'s adapter."""
-    assert located.base is not None
+def _same_model(a: str, b: str) -> bool:
+    """Whether model names ``a`` and ``b`` resolve to the same model (directory or hub id)."""
     try:
-        return Path(resolve_model(reference)).resolve() == Path(
-            resolve_model(located.base)).resolve()
+        return _resolved(a) == _resolved(b)
     except MissingError:
         return False
+
+
+def _resolved(name: str) -> str:
+    resolved = resolve_model(name)
+    path = Path(resolved)
+    return str(path.resolve()) if path.exists() else resolved

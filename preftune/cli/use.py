@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from preftune.cli.common import out
 from preftune.errors import UsageError
+
+if TYPE_CHECKING:
+    from preftune.evaluation import EvalResult
 
 Source = Annotated[str | None, typer.Argument(help="A run directory, a model directory, or "
                                               "anything --model takes.")]
@@ -34,7 +38,8 @@ def eval_cmd(
     model: Annotated[str | None, typer.Option(help="Score this model instead of a run.")]
     = None,
     compare_to: Annotated[str | None, typer.Option(help="Score another run or model on the "
-                                                   "same data, side by side.")] = None,
+                                                   "same data, side by side (the run's "
+                                                   "reference by average log-prob).")] = None,
     per_example: Annotated[Path | None, typer.Option(help="Write one CSV row per pair.")]
     = None,
     algo: Annotated[str | None, typer.Option(help="Loss to score with (default: the run's).")]
@@ -54,7 +59,7 @@ def eval_cmd(
 ) -> None:
     """Preference accuracy, reward margin, loss and log-probs of a model on preference data."""
     from preftune.data.validate import load_preferences
-    from preftune.evaluation import Scoring, evaluate
+    from preftune.evaluation import Scoring, average_logps_views, evaluate
     from preftune.runs.locate import locate
 
     name = _one_source(source, model)
@@ -63,28 +68,68 @@ def eval_cmd(
     data = load_preferences(dataset)
     primary = locate(name, checkpoint)
     scoring = Scoring.choose(primary, algo, beta, reference, reference_free)
+    models = [primary] + ([locate(compare_to)] if compare_to else [])
     results = []
-    for located in [primary] + ([locate(compare_to)] if compare_to else []):
+    for located in models:
         with _progress(f"scoring {located.name}", not as_json) as advance:
-            results.append(evaluate(located, data, scoring, batch_size, max_length,
-                                    max_prompt_length, advance))
+            results.append(evaluate(located, data, scoring.for_model(located), batch_size,
+                                    max_length, max_prompt_length, advance))
+    columns = _columns(results, average_logps_views(results))
     if per_example is not None:
-        _write_per_example(per_example, results)
+        _write_per_example(per_example, columns)
     if as_json:
-        print(json.dumps({"scoring": scoring.description,
-                          "results": {r.name: r.summary for r in results}}, indent=2))
+        print(json.dumps({"scoring": scoring.description, "results": _json_results(columns)},
+                         indent=2))
         return
-    out.print(f"scoring: {escape(scoring.description)}")
+    for description in dict.fromkeys(c.result.scoring.description for c in columns):
+        out.print(f"scoring: {escape(description)}")
+    for located in models:
+        if scoring.is_reference(located):
+            out.print(f"{escape(located.name)} is the reference: scored by average log-prob, "
+                      "not against itself")
     table = Table(box=None, pad_edge=False)
     table.add_column("")
-    for r in results:
-        table.add_column(escape(r.name), justify="right")
+    for c in columns:
+        table.add_column(escape(c.result.name), justify="right")
+    table.add_row("scoring", *(escape(c.result.scoring.label) for c in columns))
     for key in ("pairs", "preference_accuracy", "reward_margin", "loss", "chosen_logps",
                 "rejected_logps"):
-        table.add_row(key, *(_fmt(key, r.summary[key]) for r in results))
+        table.add_row(key, *(_fmt(key, c.result.summary[key]) for c in columns))
     out.print(table)
     if per_example is not None:
         out.print(f"per-pair scores: {escape(str(per_example))}")
+
+
+@dataclass(frozen=True)
+class _Column:
+    """One model under one scoring: a column of the table, a block of the CSV."""
+
+    result: EvalResult
+    primary: bool  # the model being evaluated, not the one it is compared to
+    view: bool  # a model's second scoring, by average log-prob
+
+
+def _columns(results: list[EvalResult], views: list[EvalResult | None]) -> list[_Column]:
+    """Each model's column, followed by its average-log-prob view where it has one."""
+    columns = []
+    for i, (result, view) in enumerate(zip(results, views, strict=True)):
+        columns.append(_Column(result, primary=i == 0, view=False))
+        if view is not None:
+            columns.append(_Column(view, primary=i == 0, view=True))
+    return columns
+
+
+def _json_results(columns: list[_Column]) -> dict[str, Any]:
+    """``{name: {"scoring": ..., summary...}}``; a view nests under its model's entry as
+    ``"reference_free"``."""
+    report: dict[str, Any] = {}
+    for c in columns:
+        entry = {"scoring": c.result.scoring.description, **c.result.summary}
+        if c.view:
+            report[c.result.name]["reference_free"] = entry
+        else:
+            report[c.result.name] = entry
+    return report
 
 
 def _one_source(source: str | None, model: str | None) -> str:
@@ -120,22 +165,24 @@ class _progress:
         self.bar.stop()
 
 
-def _write_per_example(path: Path, results: list[Any]) -> None:
+def _write_per_example(path: Path, columns: list[_Column]) -> None:
+    """One row per pair: the primary's values, then the other model's prefixed with its name;
+    a view by average log-prob adds its rewards, margin, correct and loss prefixed with
+    ``reference-free:`` (its log-probs and lengths are its model's)."""
     from preftune.fsutil import atomic_path
 
-    keys = ["pair", "record", "chosen_logps", "rejected_logps", "chosen_reward",
-            "rejected_reward", "margin", "correct", "loss"]
+    logps = ["chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens"]
+    scored = ["chosen_reward", "rejected_reward", "margin", "correct", "loss"]
+    blocks = [(c, ("" if c.primary else f"{c.result.name}:")
+               + ("reference-free:" if c.view else ""),
+               scored if c.view else logps + scored) for c in columns]
     with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        header = list(keys)
-        for other in results[1:]:
-            header += [f"{other.name}:{k}" for k in keys[2:]]
-        writer.writerow(header)
-        for i, row in enumerate(results[0].per_pair):
-            line = [row[k] for k in keys]
-            for other in results[1:]:
-                line += [other.per_pair[i][k] for k in keys[2:]]
-            writer.writerow(line)
+        writer.writerow(["pair", "record"] + [prefix + k for _, prefix, keys in blocks
+                                              for k in keys])
+        for i, row in enumerate(columns[0].result.per_pair):
+            writer.writerow([row["pair"], row["record"]] + [
+                c.result.per_pair[i][k] for c, _, keys in blocks for k in keys])
 
 
 def _sampler(source: str, temperature: float, top_p: float, max_new_tokens: int,

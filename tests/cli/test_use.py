@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import shutil
 
 
 def test_eval_compares_a_run_with_its_base(cli, trained_run, sample_pairs, tmp_path):
@@ -12,10 +13,47 @@ def test_eval_compares_a_run_with_its_base(cli, trained_run, sample_pairs, tmp_p
     report = json.loads(result.out)
     assert report["scoring"] == "dpo, beta 0.1, reference tiny"
     run, base = report["results"][str(trained_run)], report["results"]["tiny"]
-    assert run["preference_accuracy"] > base["preference_accuracy"]
+    assert run["scoring"] == "dpo, beta 0.1, reference tiny"
+    # The base is the run's reference: scored by average log-prob, never against itself.
+    average = "reference-free: rewards are average log-probabilities"
+    assert base["scoring"] == run["reference_free"]["scoring"] == average
     rows = list(csv.DictReader(per_pair.open()))
     assert len(rows) == 64
-    assert {"margin", "correct", "tiny:margin"} <= set(rows[0])
+
+    def accuracy(prefix: str) -> float:  # from the average log-probs, by hand
+        return sum(float(r[f"{prefix}chosen_logps"]) / float(r[f"{prefix}chosen_tokens"])
+                   > float(r[f"{prefix}rejected_logps"]) / float(r[f"{prefix}rejected_tokens"])
+                   for r in rows) / len(rows)
+
+    assert 0 < base["preference_accuracy"] == accuracy("tiny:") < 1
+    assert run["reference_free"]["preference_accuracy"] == accuracy("")
+    assert run["reference_free"]["preference_accuracy"] > base["preference_accuracy"]
+    assert run["preference_accuracy"] > 0.9  # the DPO reward against tiny
+    assert {"margin", "correct", "reference-free:margin", "tiny:margin"} <= set(rows[0])
+    assert sum(float(r["tiny:correct"]) for r in rows) / len(rows) == base["preference_accuracy"]
+
+
+def test_eval_table_names_each_columns_scoring(cli, trained_run, sample_pairs):
+    result = cli("eval", trained_run, "--dataset", sample_pairs, "--compare-to", "tiny",
+                 "--max-length", 256, "--max-prompt-length", 128)
+    assert result.code == 0, result.err
+    assert "scoring: dpo, beta 0.1, reference tiny" in result.out
+    assert "tiny is the reference" in result.out
+    scoring_row = next(line for line in result.out.splitlines() if line.startswith("scoring "))
+    assert scoring_row.split() == ["scoring", "dpo", "reference-free", "reference-free"]
+
+
+def test_eval_scores_another_run_like_the_first(cli, trained_run, sample_pairs, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(trained_run, other)
+    result = cli("eval", trained_run, "--dataset", sample_pairs, "--compare-to", other,
+                 "--max-length", 256, "--max-prompt-length", 128, "--json")
+    assert result.code == 0, result.err
+    results = json.loads(result.out)["results"]
+    run, copy = results[str(trained_run)], results[str(other)]
+    assert run["scoring"] == copy["scoring"] == "dpo, beta 0.1, reference tiny"
+    assert "reference_free" not in run and "reference_free" not in copy
+    assert copy["preference_accuracy"] == run["preference_accuracy"] > 0.9
 
 
 def test_eval_table_and_errors(cli, trained_run, sample_pairs):
