@@ -171,6 +171,13 @@ class TrainConfig(BaseModel):
                                "(bitsandbytes, CUDA only).")
     precompute_ref_logprobs: bool = Field(True, description="Compute reference log-probs "
                                           "once before training and cache them.")
+    disable_dropout: bool = Field(True, description="Turn off every dropout (the model's and "
+                                  "LoRA's) in policy and reference, as TRL does: the policy is "
+                                  "compared with a reference scored without it.")
+    router_aux_loss_coef: float | None = Field(
+        None, ge=0.0, description="Mixture-of-experts models: weight of the router's "
+        "load-balancing loss added to the preference loss (default: the model config's, when "
+        "it sets output_router_logits, as TRL does; 0 turns it off).")
 
     # Speed (each switch has a parity test against the plain computation)
     shared_prompt: bool = Field(True, description="Read each prompt once: prompt + chosen + "
@@ -186,7 +193,7 @@ class TrainConfig(BaseModel):
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")
     attn_implementation: Literal["auto", "sdpa", "eager", "flex_attention"] = Field(
         "auto", description="Attention kernel: auto is FlexAttention on CUDA for packed "
-        "batches, SDPA otherwise.")
+        "batches, SDPA otherwise, and the next one a model has where it lacks that one.")
 
     # Run directory and logging
     output_dir: str | None = Field(None, description="The run directory (default: "

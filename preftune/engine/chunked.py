@@ -7,6 +7,9 @@ again in the backward pass, which recomputes it: the gradient of ``log p(label)`
 respect to the logits is ``onehot(label) - softmax``, and the softmax needs only the logits
 and the saved (N,) log-sum-exp.
 
+Models that soft-cap their logits (Gemma 2: ``cap * tanh(logits / cap)``) are scored with the
+cap applied to each chunk; the backward pass multiplies by its derivative, ``1 - (capped / cap)²``.
+
 The logits are computed in the weights' dtype and summed in float32, as in the plain path
 (``logprobs.token_log_probs``); the tests hold the two to each other, gradients included.
 """
@@ -20,29 +23,37 @@ import torch.nn.functional as F
 
 
 def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                        labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
-    """(N,) float32 log-probs of ``labels`` under ``softmax(hidden @ weight.T + bias)``.
+                        labels: torch.Tensor, chunk_tokens: int,
+                        softcap: float | None = None) -> torch.Tensor:
+    """(N,) float32 log-probs of ``labels`` under ``softmax(hidden @ weight.T + bias)``, the
+    logits soft-capped at ``softcap`` where given.
 
     hidden (N, H), weight (V, H), bias (V,) or None, labels (N,).
     """
-    out: torch.Tensor = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens)
+    out: torch.Tensor = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap)
     return out
+
+
+def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
+    """``cap * tanh(logits / cap)``, as Gemma 2 bounds its logits; the logits when no cap."""
+    return logits if cap is None else torch.tanh(logits / cap) * cap
 
 
 class _ChunkedLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                labels: torch.Tensor, chunk_tokens: int) -> torch.Tensor:
+                labels: torch.Tensor, chunk_tokens: int, softcap: float | None) -> torch.Tensor:
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
         for s in range(0, n, chunk_tokens):
             e = min(s + chunk_tokens, n)
-            logits = F.linear(hidden[s:e], weight, bias).float()            # (n, V)
+            logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), softcap)  # (n, V)
             lse[s:e] = logits.logsumexp(-1)
             logps[s:e] = logits.gather(1, labels[s:e, None]).squeeze(1) - lse[s:e]
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.chunk_tokens = chunk_tokens
+        ctx.softcap = softcap
         return logps
 
     @staticmethod
@@ -58,10 +69,12 @@ class _ChunkedLogps(torch.autograd.Function):
         for s in range(0, n, ctx.chunk_tokens):
             e = min(s + ctx.chunk_tokens, n)
             g = grad_logps[s:e, None].float()                                # (n, 1)
-            logits = F.linear(hidden[s:e], weight, bias).float()            # (n, V)
+            logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), ctx.softcap)
             # d log p(label) / d logits = onehot(label) - softmax(logits)
-            grad_logits = (logits - lse[s:e, None]).exp_().mul_(-g)
+            grad_logits = (logits - lse[s:e, None]).exp_().mul_(-g)         # (n, V)
             grad_logits.scatter_add_(1, labels[s:e, None], g)
+            if ctx.softcap is not None:  # through the cap: d(c tanh(x/c))/dx = 1 - (y/c)²
+                grad_logits.mul_(1 - (logits / ctx.softcap).square_())
             if grad_bias is not None:
                 grad_bias += grad_logits.sum(0)
             grad_logits = grad_logits.to(weight.dtype)
@@ -71,4 +84,4 @@ class _ChunkedLogps(torch.autograd.Function):
                 grad_weight += grad_logits.t() @ hidden[s:e]                  # (V, H)
         return (grad_hidden,
                 None if grad_weight is None else grad_weight.to(weight.dtype),
-                None if grad_bias is None else grad_bias.to(weight.dtype), None, None)
+                None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None)

@@ -34,13 +34,16 @@ class Scorer:
     pad_id: int
     device: torch.device
     paths: FastPaths = FastPaths()
+    # The weight of a mixture-of-experts router's load-balancing loss in the training loss.
+    router_aux_coef: float = 0.0
     # What the forward pass calls: ResponseLogps over the policy, or its DDP/FSDP wrapper.
     model: Any = None
 
     def __post_init__(self) -> None:
         self.paths = self.paths.usable_with(self.policy)
         if self.model is None:
-            self.model = ResponseLogps(self.policy, self.paths)
+            self.model = ResponseLogps(self.policy, self.paths,
+                                       router_aux=self.router_aux_coef > 0)
 
     def batch(self, rows: TokenRows, indices: list[int]) -> PairBatch | PackedPairs:
         return layout(rows, indices, self.pad_id, self.paths).to(self.device)

@@ -7,23 +7,38 @@ Plain: 2B padded sequences through the whole model, full-vocabulary logits at ev
 - ``pack_pairs``: several segments per row, no padding beyond the row's end;
 - ``chunked_logps``: the LM head only at response positions, a chunk of tokens at a time.
 
-Both give the same (B,) sums; the tests hold them to each other.
+Both give the same (B,) sums; the tests hold them to each other, on every model family in
+``tests/engine/test_families.py``. The packed mask follows the model's own attention: sliding
+windows (one mask per kind of layer where layers differ, as Gemma 2 and 3 have), soft-capped
+logits (Gemma 2) in the chunked head. What the packed pass cannot reproduce it refuses, with a
+warning, and the plain path runs.
+
+Mixture-of-experts models whose config asks for it (``output_router_logits``) also return the
+router's load-balancing loss, computed over the same tokens in either layout.
 """
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from preftune.engine.chunked import chunked_token_logps
-from preftune.engine.logprobs import PairBatch, SequenceLogps, TokenRows, sequence_logps
+from preftune.engine.chunked import chunked_token_logps, soft_cap
+from preftune.engine.logprobs import (
+    PairBatch,
+    SequenceLogps,
+    TokenRows,
+    router_loss,
+    sequence_logps,
+)
 from preftune.engine.logprobs import token_log_probs as plain_token_log_probs
-from preftune.engine.packing import PackedPairs, pack_pairs
+from preftune.engine.packing import PAD, PROMPT, PackedPairs, pack_pairs
 
 MASKED_ATTENTION = ("sdpa", "eager", "flex_attention")
+LAYER_KINDS = ("full_attention", "sliding_attention")
 
 
 @dataclass(frozen=True)
@@ -52,17 +67,60 @@ class FastPaths:
 
 
 def unsupported_reason(model: Any) -> str | None:
+    """Why the packed pass would not compute what ``model`` computes, or None."""
     config = model.config
     implementation = getattr(config, "_attn_implementation", None) or "eager"
     if implementation not in MASKED_ATTENTION:
         return (f"attention implementation {implementation!r} takes no custom mask "
                 f"(use one of {', '.join(MASKED_ATTENTION)})")
-    for name in ("final_logit_softcapping", "logit_scale"):
+    for name in ("logit_scale", "logits_scaling"):
         if getattr(config, name, None) not in (None, 1.0):
             return f"the model transforms its logits ({name})"
     if getattr(config, "is_encoder_decoder", False):
         return "encoder-decoder models are scored whole"
+    kinds = set(getattr(config, "layer_types", None) or ())
+    if kinds - set(LAYER_KINDS):
+        return f"layers of kind {', '.join(sorted(kinds - set(LAYER_KINDS)))} take no packed mask"
+    if len(layer_windows(config)) > 1 and not _takes_mask_per_layer_kind(model):
+        return ("its layers differ in attention window, and its forward pass takes one mask "
+                "for all of them")
     return None
+
+
+def layer_windows(config: Any) -> dict[str, int | None]:
+    """The sliding window of each kind of attention layer the model has (None: no window).
+
+    Models with ``layer_types`` window their ``sliding_attention`` layers only (Gemma 2 and 3,
+    Qwen2 with use_sliding_window); models without window every layer by ``sliding_window``
+    where it is set (Mistral, Phi-3).
+    """
+    window = getattr(config, "sliding_window", None)
+    kinds = getattr(config, "layer_types", None)
+    if not kinds:
+        return {"sliding_attention": window} if window else {"full_attention": None}
+    return {kind: window if kind == "sliding_attention" else None for kind in sorted(set(kinds))}
+
+
+def _takes_mask_per_layer_kind(model: Any) -> bool:
+    """Whether the model's decoder accepts a dict of masks keyed by layer kind, as the
+    transformers models with mixed layers do (``causal_mask_mapping``)."""
+    try:
+        source = inspect.getsource(type(model.get_decoder()).forward)
+    except (OSError, TypeError):
+        return False
+    return "causal_mask_mapping" in source
+
+
+def router_aux_coef(config: Any, override: float | None = None) -> float:
+    """The weight of the router load-balancing loss: ``override`` when given, else the model's
+    ``router_aux_loss_coef`` when its config sets ``output_router_logits`` (as TRL does); 0 for
+    models without a router."""
+    if not hasattr(config, "router_aux_loss_coef"):
+        return 0.0
+    if override is not None:
+        return override
+    return float(config.router_aux_loss_coef) if getattr(config, "output_router_logits",
+                                                         False) else 0.0
 
 
 def layout(rows: TokenRows, indices: list[int], pad_id: int,
@@ -79,44 +137,66 @@ def layout(rows: TokenRows, indices: list[int], pad_id: int,
 class ResponseLogps(torch.nn.Module):
     """A causal LM whose forward returns summed response log-probs: what DDP or FSDP wraps.
 
-    ``forward(batch)`` returns (2B,) sums and (2B,) token counts, chosen sequences first.
+    ``forward(batch)`` returns (2B,) sums and (2B,) token counts, chosen sequences first, and
+    the router load-balancing loss (a scalar; 0 unless ``router_aux``).
     """
 
-    def __init__(self, lm: Any, paths: FastPaths) -> None:
+    def __init__(self, lm: Any, paths: FastPaths, router_aux: bool = False) -> None:
         super().__init__()
         self.lm = lm
         self.paths = paths
+        self.router_aux = router_aux
 
-    def forward(self, batch: PairBatch | PackedPairs) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, batch: PairBatch | PackedPairs
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if isinstance(batch, PairBatch):
-            plain = sequence_logps(self.lm, batch)
+            plain = sequence_logps(self.lm, batch, self.router_aux)
             return (torch.cat([plain.chosen, plain.rejected]),
-                    torch.cat([plain.chosen_tokens, plain.rejected_tokens]))
+                    torch.cat([plain.chosen_tokens, plain.rejected_tokens]), plain.router_aux)
         decoder = self.lm.get_decoder()
-        implementation = self.lm.config._attn_implementation or "eager"
-        mask = batch.attention_mask(implementation, decoder.get_input_embeddings().weight.dtype)
-        hidden = decoder(input_ids=batch.input_ids, attention_mask=mask,
-                         position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        extra = {"output_router_logits": True} if self.router_aux else {}
+        out = decoder(input_ids=batch.input_ids, attention_mask=self.mask(batch),
+                      position_ids=batch.position_ids, use_cache=False, **extra)
+        hidden = out.last_hidden_state
         scored = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.hidden_index)
         token_logps = self.token_logps(scored, batch.labels)                # (N,)
         sequences = 2 * batch.num_pairs
         sums = token_logps.new_zeros(sequences).index_add(0, batch.owner, token_logps)
         counts = torch.bincount(batch.owner, minlength=sequences).to(sums.dtype)
-        return sums, counts
+        aux = self.packed_router_loss(out.router_logits, batch) if self.router_aux \
+            else sums.new_zeros(())
+        return sums, counts, aux
+
+    def mask(self, batch: PackedPairs) -> Any:
+        """The packed mask, windowed as the model's layers are: one mask, or one per kind of
+        layer where they differ."""
+        implementation = self.lm.config._attn_implementation or "eager"
+        dtype = self.lm.get_decoder().get_input_embeddings().weight.dtype
+        masks = {kind: batch.attention_mask(implementation, dtype, window)
+                 for kind, window in layer_windows(self.lm.config).items()}
+        return next(iter(masks.values())) if len(masks) == 1 else masks
+
+    def packed_router_loss(self, router_logits: Any, batch: PackedPairs) -> torch.Tensor:
+        # A shared prompt is read once for two sequences: its tokens count twice.
+        prompt_weight = 2.0 if self.paths.shared_prompt else 1.0
+        weights = (batch.part != PAD).float()                                # (R, L)
+        weights = torch.where(batch.part == PROMPT, weights * prompt_weight, weights)
+        return router_loss(self.lm.config, router_logits, weights)
 
     def token_logps(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """(N,) log-probs of ``labels`` given final hidden states (N, H)."""
         head = self.lm.get_output_embeddings()
+        cap = getattr(self.lm.config, "final_logit_softcapping", None)
         if self.paths.chunked_logps and type(head) is torch.nn.Linear:
             return chunked_token_logps(hidden, head.weight, head.bias, labels,
-                                       self.paths.chunk_tokens)
+                                       self.paths.chunk_tokens, cap)
         # A head that is not a plain linear layer (a LoRA-adapted one): whole logits, but at
         # the response positions only.
-        return plain_token_log_probs(head(hidden), labels)
+        return plain_token_log_probs(soft_cap(head(hidden), cap), labels)
 
 
 def score_batch(module: Any, batch: PairBatch | PackedPairs) -> SequenceLogps:
     """Run ``module`` (a ResponseLogps or its wrapper) on ``batch``; per-pair sums and counts."""
-    sums, counts = module(batch)
+    sums, counts, aux = module(batch)
     b = batch.num_pairs
-    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:])
+    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux)

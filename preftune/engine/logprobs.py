@@ -13,6 +13,8 @@ from typing import Any
 
 import torch
 
+from preftune.losses.router import load_balancing_loss
+
 
 @dataclass
 class PairBatch:
@@ -77,12 +79,16 @@ class SequenceLogps:
     rejected: torch.Tensor         # (B,)
     chosen_tokens: torch.Tensor    # (B,) response token counts
     rejected_tokens: torch.Tensor  # (B,)
+    router_aux: torch.Tensor       # () a mixture-of-experts router's balancing loss, or 0
 
 
-def sequence_logps(model: Any, batch: PairBatch) -> SequenceLogps:
-    """Run ``model`` on the batch and sum the log-probs of each response's tokens."""
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                   use_cache=False).logits                      # (2B, T, V)
+def sequence_logps(model: Any, batch: PairBatch, router_aux: bool = False) -> SequenceLogps:
+    """Run ``model`` on the batch and sum the log-probs of each response's tokens; with
+    ``router_aux``, also the router's load-balancing loss over the unpadded tokens."""
+    extra = {"output_router_logits": True} if router_aux else {}
+    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                use_cache=False, **extra)
+    logits = out.logits                                          # (2B, T, V)
     # The logit at position t predicts the token at t + 1.
     logits = logits[:, :-1, :]
     labels = batch.input_ids[:, 1:]                              # (2B, T-1)
@@ -91,7 +97,17 @@ def sequence_logps(model: Any, batch: PairBatch) -> SequenceLogps:
     sums = (token_logps * mask).sum(-1)                          # (2B,)
     counts = mask.sum(-1)                                        # (2B,)
     b = batch.num_pairs
-    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:])
+    aux = router_loss(model.config, out.router_logits, batch.attention_mask) if router_aux \
+        else sums.new_zeros(())
+    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux)
+
+
+def router_loss(config: Any, router_logits: Any, weights: torch.Tensor) -> torch.Tensor:
+    """The load-balancing loss of a mixture-of-experts model's router logits (one tensor per
+    layer), tokens weighted by ``weights``."""
+    experts = getattr(config, "num_experts", None) or config.num_local_experts
+    return load_balancing_loss(tuple(router_logits), weights, experts,
+                               config.num_experts_per_tok)
 
 
 def token_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

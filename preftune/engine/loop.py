@@ -30,7 +30,7 @@ from preftune.config import TrainConfig
 from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
 from preftune.engine.data import prepare_data
 from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
-from preftune.engine.forward import FastPaths
+from preftune.engine.forward import FastPaths, router_aux_coef
 from preftune.engine.logprobs import TokenRows
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
@@ -39,7 +39,13 @@ from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import OutOfMemoryError, StoppedError, TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
-from preftune.models.load import add_lora, load_model, load_tokenizer, resolve_model
+from preftune.models.load import (
+    add_lora,
+    disable_dropout,
+    load_model,
+    load_tokenizer,
+    resolve_model,
+)
 from preftune.runs.diagnose import LiveMonitor, diagnose_run
 from preftune.runs.plots import plot_run
 from preftune.runs.rundir import RunDir
@@ -94,7 +100,8 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
                                gamma_beta_ratio=cfg.gamma_beta_ratio,
                                sft_weight=cfg.sft_weight),
                     needs_ref=cfg.algo not in REFERENCE_FREE, pad_id=tokenizer.pad_token_id,
-                    device=device, paths=FastPaths.from_config(cfg))
+                    device=device, paths=FastPaths.from_config(cfg),
+                    router_aux_coef=router_aux_coef(policy.config, cfg.router_aux_loss_coef))
     train_ref = eval_ref = None
     if scorer.needs_ref and cfg.precompute_ref_logprobs:
         train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
@@ -233,22 +240,29 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
     dtype = "fp32" if cfg.dtype == "fp16" else cfg.dtype
     attention = attention_kernel(cfg, device)
+    fallback = cfg.attn_implementation == "auto"
     if cfg.lora:
-        policy = load_model(cfg.model, dtype, cfg.load_in_4bit, attention)
+        policy = load_model(cfg.model, dtype, cfg.load_in_4bit, attention, fallback)
         if checkpoint is not None:
             from peft import PeftModel
 
             policy = PeftModel.from_pretrained(policy, run.path / checkpoint["model_path"],
                                                is_trainable=True)
         else:
-            policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout,
+            # With dropout disabled, LoRA's is 0 from the start (peft's adapters on a
+            # mixture of experts' fused weights accept no other).
+            dropout = 0.0 if cfg.disable_dropout else cfg.lora_dropout
+            policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, dropout,
                               cfg.lora_target_modules)
     else:
         start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
-        policy = load_model(start, dtype, cfg.load_in_4bit, attention)
+        policy = load_model(start, dtype, cfg.load_in_4bit, attention, fallback)
         if cfg.algo not in REFERENCE_FREE:
-            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit, attention).to(device).eval()
+            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit,
+                                   policy.config._attn_implementation).to(device).eval()
             ref_model.requires_grad_(False)
+    if cfg.disable_dropout:
+        disable_dropout(policy)
     if cfg.gradient_checkpointing:
         # transformers 5 renamed it; older versions only have the gradient_ name.
         enable = getattr(policy, "activation_checkpointing_enable", None)
@@ -390,10 +404,16 @@ def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
         with contextlib.nullcontext() if sync else accelerator.no_sync(scorer.model):
             # A process out of pairs scores one with weight 0: it joins, adding nothing.
             out, logps, batch = scorer.score(rows, indices or step[:1], ref)
-            accelerator.backward(out.losses.sum() * (scale if indices else 0.0))
+            loss = out.losses.sum()
+            if scorer.router_aux_coef > 0:  # as TRL: the preference loss + coef * router loss
+                loss = loss + scorer.router_aux_coef * len(indices) * logps.router_aux
+            accelerator.backward(loss * (scale if indices else 0.0))
         if indices:
             add_pair_sums(sums, out, logps)
             sums["tokens"] += batch.num_tokens
+            if scorer.router_aux_coef > 0:
+                sums["router_aux_loss"] = (sums.get("router_aux_loss", 0.0)
+                                           + float(logps.router_aux) * len(indices))
     sums["pairs"] = float(len(mine))
     if accelerator.num_processes == 1:
         return sums
@@ -428,6 +448,8 @@ class MetricWindow:
         for key in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward",
                     "chosen_logps", "rejected_logps"):
             row[key] = self.sums[key] / pairs
+        if "router_aux_loss" in self.sums:
+            row["router_aux_loss"] = self.sums["router_aux_loss"] / pairs
         row.update(learning_rate=self.lr, grad_norm=self.grad_norm / self.steps,
                    tokens=self.sums["tokens"], tokens_per_second=self.sums["tokens"] / seconds,
                    examples_per_second=pairs / seconds, peak_memory_mb=peak_memory_mb(device))

@@ -7,6 +7,10 @@ apart: a token sees the earlier tokens of its own segment, except that rejected 
 see chosen ones. Positions of the rejected response continue from the prompt, so each response
 reads exactly what it would read after the prompt alone.
 
+A sliding window (Mistral, Gemma 2 and 3, Qwen2's windowed layers) counts in positions, not
+row offsets: a query at position q sees keys at positions above ``q - window``, exactly what it
+sees in a sequence of its own. Models whose layers differ take one mask per kind of layer.
+
 Only the hidden states that predict a response token are scored: ``hidden_index`` points at
 them (flat over rows × positions) and ``labels`` holds the token each one predicts. The first
 token of both responses is predicted by the prompt's last position. ``owner`` maps each scored
@@ -45,35 +49,43 @@ class PackedPairs:
         """Tokens read by the model (padding excluded)."""
         return int((self.part != PAD).sum())
 
-    def allowed(self) -> torch.Tensor:
-        """(R, 1, L, L) bool: may query position q attend to key position k."""
-        seg, part = self.segment_ids, self.part
+    def allowed(self, window: int | None = None) -> torch.Tensor:
+        """(R, 1, L, L) bool: may query position q attend to key position k; with a sliding
+        ``window``, only keys less than ``window`` positions back."""
+        seg, part, pos = self.segment_ids, self.part, self.position_ids
         length = seg.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=seg.device).tril()
         same = seg[:, :, None] == seg[:, None, :]                                 # (R, L, L)
         crossing = (part[:, :, None] == REJECTED) & (part[:, None, :] == CHOSEN)  # (R, L, L)
-        return (same & causal & ~crossing).unsqueeze(1)
+        allowed = same & causal & ~crossing
+        if window is not None:
+            allowed &= pos[:, :, None] - pos[:, None, :] < window                 # (R, L, L)
+        return allowed.unsqueeze(1)
 
-    def attention_mask(self, implementation: str, dtype: torch.dtype) -> Any:
+    def attention_mask(self, implementation: str, dtype: torch.dtype,
+                       window: int | None = None) -> Any:
         """The mask in the form ``implementation`` takes: a bool mask for SDPA, an additive
         float mask for eager attention, a BlockMask for FlexAttention."""
         if implementation == "flex_attention":
-            return self.block_mask()
-        allowed = self.allowed()
+            return self.block_mask(window)
+        allowed = self.allowed(window)
         if implementation == "sdpa":
             return allowed
         return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(
             ~allowed, torch.finfo(dtype).min)
 
-    def block_mask(self) -> Any:
+    def block_mask(self, window: int | None = None) -> Any:
         """A FlexAttention BlockMask of the same rule: blocks no pair reaches are skipped."""
         from torch.nn.attention.flex_attention import create_block_mask
 
-        seg, part = self.segment_ids, self.part
+        seg, part, pos = self.segment_ids, self.part, self.position_ids
+        # Without a window every key of the segment is near: positions differ by less than L.
+        reach = window if window is not None else seg.shape[1] + 1
 
         def mask_mod(b: Any, h: Any, q: Any, k: Any) -> Any:
             crossing = (part[b, q] == REJECTED) & (part[b, k] == CHOSEN)
-            return (seg[b, q] == seg[b, k]) & (k <= q) & ~crossing
+            near = pos[b, q] - pos[b, k] < reach
+            return (seg[b, q] == seg[b, k]) & (k <= q) & ~crossing & near
 
         rows, length = seg.shape
         return create_block_mask(mask_mod, B=rows, H=None, Q_LEN=length, KV_LEN=length,

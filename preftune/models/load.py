@@ -8,10 +8,11 @@ id (downloaded where the network allows). Anything else fails with exit code 4.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
-from preftune.errors import MissingError
+from preftune.errors import ConfigError, MissingError
 
 MODEL_ALIASES: dict[str, str] = {
     "gpt2": "openai-community/gpt2",
@@ -91,22 +92,52 @@ def torch_dtype(dtype: str) -> Any:
     return getattr(torch, DTYPES[dtype])
 
 
+ATTENTION_FALLBACKS = {"flex_attention": "sdpa", "sdpa": "eager"}
+
+
 def load_model(name: str, dtype: str = "auto", load_in_4bit: bool = False,
-               attn_implementation: str | None = None) -> Any:
-    """A causal LM for ``name``; 4-bit loading needs CUDA and bitsandbytes."""
+               attn_implementation: str | None = None, attention_fallback: bool = False
+               ) -> Any:
+    """A causal LM for ``name``; 4-bit loading needs CUDA and bitsandbytes.
+
+    An architecture without the asked attention kernel (Gemma 2 has no SDPA, GPT-2 no
+    FlexAttention) is a ConfigError, or with ``attention_fallback`` loads with the next kernel
+    it has (FlexAttention → SDPA → eager), with a warning.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
     source = resolve_model(name)
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
-    if attn_implementation is not None:
-        kwargs["attn_implementation"] = attn_implementation
     if load_in_4bit:
         kwargs["quantization_config"] = _four_bit_config(torch.cuda.is_available(), kwargs)
-    try:
-        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError) as e:
-        raise _not_loadable("model", name, source, e) from e
+    attention = attn_implementation
+    while True:
+        if attention is not None:
+            kwargs["attn_implementation"] = attention
+        try:
+            return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except (OSError, ValueError) as e:
+            if attention is None or not _lacks_attention(e, attention):
+                raise _not_loadable("model", name, source, e) from e
+            fallback = ATTENTION_FALLBACKS.get(attention)
+            if not attention_fallback or fallback is None:
+                raise ConfigError(
+                    f"{name} cannot run attention implementation {attention!r}: transformers "
+                    "has no such kernel for its architecture",
+                    ["set attn_implementation=auto (the kernels it has are tried in turn), "
+                     "or eager"]) from e
+            warnings.warn(f"{name} has no {attention} attention; loading it with {fallback}",
+                          stacklevel=2)
+            attention = fallback
+
+
+def _lacks_attention(error: Exception, attention: str) -> bool:
+    """Whether transformers refused ``attention`` for the model's architecture."""
+    text = str(error).lower()
+    names = {"sdpa": "scaled_dot_product_attention", "flex_attention": "flex"}
+    return "does not support" in text and (attention in text or names.get(attention, "@")
+                                           in text)
 
 
 def _four_bit_config(cuda: bool, kwargs: dict[str, Any]) -> Any:
@@ -132,13 +163,35 @@ def add_lora(model: Any, rank: int, alpha: int, dropout: float,
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=target_modules, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as e:  # e.g. dropout on a mixture of experts' fused weights
+        raise ConfigError(f"cannot add LoRA adapters to this model: {e}",
+                          ["check lora_target_modules, lora_rank and lora_dropout"]) from e
+
+
+def disable_dropout(model: Any) -> Any:
+    """Turn every dropout of ``model`` off: its Dropout modules (LoRA's included) and the
+    attention-probability dropout models keep as a float. Preference training compares the
+    policy with a reference scored without dropout; TRL does the same (``disable_dropout``)."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "attn_dropout", "dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+    return model
 
 
 def _not_loadable(what: str, name: str, source: str, error: Exception) -> MissingError:
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     where = "" if source == name else f" ({source})"
-    return MissingError(f"cannot load the {what} of {name!r}{where}: {first}", [
-        "check the name and, for a hub id, that this machine can reach the hub",
-        "or pass a local directory written by save_pretrained",
-    ])
+    if Path(source).is_dir():
+        hints = [f"check that {source} holds a complete {what} written by save_pretrained, "
+                 "and that the installed transformers knows its architecture"]
+    else:
+        hints = ["check the name and that this machine can reach the hub",
+                 "or pass a local directory written by save_pretrained"]
+    return MissingError(f"cannot load the {what} of {name!r}{where}: {first}", hints)
