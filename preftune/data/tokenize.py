@@ -8,7 +8,10 @@ by both). How a pair is rendered to text depends on the dataset and the tokenize
   with the tokenizer's special tokens (a BOS where it adds one);
 - conversational datasets, tokenizer with a chat template: the template renders the prompt with
   a generation prompt and the whole conversation; the response is what the conversation adds
-  after the prompt. The text is tokenized without special tokens (templates carry their own);
+  after the prompt, up to its end-of-turn EOS: the whitespace a template writes after it
+  (ChatML's ``<|im_end|>\\n``) separates turns, the model never generates it, and adding EOS
+  after it would teach ``<|im_end|>\\n<|im_end|>``. The text is tokenized without special
+  tokens (templates carry their own);
 - conversational datasets, no chat template: ``"{role}: {content}"`` lines, the prompt ending
   with ``"assistant: "``, tokenized with the tokenizer's special tokens.
 
@@ -189,9 +192,15 @@ def _render_template(tokenizer: PreTrainedTokenizerBase, records: list[int],
         for record, prompt, full in zip(records, prompt_texts, full_texts, strict=True):
             if not full.startswith(prompt):
                 raise _template_error(source, record, prompt, full)
-        responses.append([full[len(p):] for p, full in zip(prompt_texts, full_texts,
-                                                           strict=True)])
+        responses.append([_end_at_eos(full[len(p):], tokenizer.eos_token)
+                          for p, full in zip(prompt_texts, full_texts, strict=True)])
     return _Texts(records, prompt_texts, responses[0], responses[1])
+
+
+def _end_at_eos(response: str, eos: str | None) -> str:
+    """``response`` without the whitespace a template writes after its closing EOS."""
+    stripped = response.rstrip()
+    return stripped if eos and stripped.endswith(eos) else response
 
 
 def _apply_template(tokenizer: PreTrainedTokenizerBase, conversations: list[list[Message]],

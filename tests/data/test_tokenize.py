@@ -172,6 +172,27 @@ def test_chat_template_prompt_is_an_exact_prefix_and_eos_is_not_doubled(tmp_path
     assert out.stats.boundary_mismatches == 0
 
 
+def test_a_chatml_response_ends_at_its_eos_not_at_the_newline_after_it(tmp_path, bpe):
+    # ChatML (Qwen, SmolLM2) ends a turn with "<|im_end|>\n": here "</s>" plays <|im_end|>.
+    tok = copy.deepcopy(bpe)
+    tok.chat_template = ("{% for m in messages %}<s>{{ m.role }}\n{{ m.content }}</s>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    prompt, chosen = _msgs(("user", "hello")), _msgs(("assistant", "the cat"))
+    dataset = _dataset(tmp_path, [{"prompt": prompt, "chosen": chosen,
+                                   "rejected": _msgs(("assistant", "a hat"))}])
+
+    row = tokenize_pairs(dataset, tok, max_length=64, max_prompt_length=32).rows[0]
+
+    whole = tok(tok.apply_chat_template(prompt + chosen, tokenize=False),
+                add_special_tokens=False)["input_ids"]
+    newline = tok("\n", add_special_tokens=False)["input_ids"]
+    assert whole[-2:] == [EOS, *newline]
+    # The whole conversation less the newline after the last turn: no "</s>\n</s>".
+    assert row["prompt_ids"] + row["chosen_ids"] == whole[:-1]
+    assert tok.decode(row["chosen_ids"]) == "the cat</s>"
+    assert tok.decode(row["rejected_ids"]) == "a hat</s>"
+
+
 def test_chat_template_that_does_not_render_the_prompt_as_a_prefix_is_an_error(tmp_path):
     # The generation prompt differs from how the conversation renders the assistant turn.
     template = CHAT_TEMPLATE.replace("<|assistant|> {% endif %}", "x {% endif %}")
