@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from preftune.errors import ConfigError, MissingError
+from preftune.models.gguf import converted_dir, is_gguf
 
 MODEL_ALIASES: dict[str, str] = {
     "gpt2": "openai-community/gpt2",
@@ -43,7 +44,11 @@ _MARKERS = ("config.json", "adapter_config.json", "tokenizer_config.json", "toke
 
 
 def resolve_model(name: str, what: str = "model") -> str:
-    """The local path or hub id that ``name`` stands for (``what`` names it in errors)."""
+    """The local path or hub id that ``name`` stands for (``what`` names it in errors).
+
+    A GGUF file (or a directory holding one and no config.json) stands for its converted
+    ``save_pretrained`` directory in the cache: converted on the first call, a ``stat`` after.
+    """
     if name == "tiny":
         from preftune.models.tiny import tiny_path
 
@@ -52,10 +57,15 @@ def resolve_model(name: str, what: str = "model") -> str:
         return MODEL_ALIASES[name]
     path = Path(name).expanduser()
     if path.exists():
+        if is_gguf(path):
+            return str(converted_dir(path))
         if not any((path / marker).exists() for marker in _MARKERS):
-            raise MissingError(f"{name} holds no {what}: none of {', '.join(_MARKERS)}",
-                               ["pass a directory written by save_pretrained"])
+            raise MissingError(f"{name} holds no {what}: none of {', '.join(_MARKERS)} "
+                               "and no .gguf file",
+                               ["pass a directory written by save_pretrained, or a .gguf file"])
         return str(path)
+    if path.suffix.lower() == ".gguf":  # never an alias or a hub id either
+        raise MissingError(f"no such file: {name}", [f"check the path of the {what} file"])
     if name.startswith(("/", ".", "~")):  # a path, never an alias or a hub id
         raise MissingError(f"no such directory: {name}",
                            [f"check the path of the {what} (or run) directory"])
