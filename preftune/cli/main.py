@@ -18,6 +18,7 @@ from preftune.cli import dataset as dataset_cmds
 from preftune.cli import diagnose as diagnose_cmds
 from preftune.cli import jobs as jobs_cmds
 from preftune.cli import merge as merge_cmds
+from preftune.cli import models as models_cmds
 from preftune.cli import plot as plot_cmds
 from preftune.cli import rl as rl_cmds
 from preftune.cli import service as service_cmds
@@ -58,6 +59,7 @@ jobs_cmds.register(app)
 service_cmds.register(app)
 rl_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
+app.add_typer(models_cmds.app, name="models")
 
 
 def _hoist_verbose(args: list[str]) -> list[str]:
