@@ -14,9 +14,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 
 from preftune import settings
 from preftune.errors import MissingError, UsageError
-from preftune.fsutil import fsync_dir
+from preftune.fsutil import atomic_dir
 
 VERSION = 1  # bump when the conversion changes: new cache directories, old ones left alone
 MAGIC = b"GGUF"  # the first four bytes of every GGUF file
@@ -83,7 +81,7 @@ def import_gguf(path: str | Path, output_dir: str | Path) -> Path:
         raise UsageError(f"{output_dir} already exists and is not empty",
                          ["choose a new output directory, or remove this one first"])
     model, tokenizer = _read(file)
-    with _staged(output) as tmp:
+    with atomic_dir(output) as tmp:  # onto a missing or empty directory
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return output
@@ -238,25 +236,3 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextmanager
-def _staged(target: Path) -> Iterator[Path]:
-    """A temporary directory beside ``target``, synced and renamed to it once the block has
-    filled it, removed if the block fails: a killed conversion leaves no half ``target``,
-    at most a dot-named temporary directory nothing reads (``converted_dir`` clears those)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        for root, _, files in os.walk(tmp):
-            for name in files:
-                with open(os.path.join(root, name), "rb") as f:
-                    os.fsync(f.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes it owner-only
-        os.replace(tmp, target)  # onto a missing or empty directory
-        fsync_dir(target.parent)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
