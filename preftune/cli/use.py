@@ -51,13 +51,15 @@ def eval_cmd(
                                                  "without a reference.")] = False,
     checkpoint: Checkpoint = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per forward pass.")] = 8,
-    max_length: Annotated[int, typer.Option(help="Longest prompt + response in tokens.")]
-    = 1024,
-    max_prompt_length: Annotated[int, typer.Option(help="Longest prompt in tokens.")] = 512,
+    max_length: Annotated[int | None, typer.Option(
+        help="Longest prompt + response in tokens (default: the run's, else 1024).")] = None,
+    max_prompt_length: Annotated[int | None, typer.Option(
+        help="Longest prompt in tokens (default: the run's, else 512).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")]
     = False,
 ) -> None:
     """Preference accuracy, reward margin, loss and log-probs of a model on preference data."""
+    from preftune.config import TrainConfig
     from preftune.data.validate import load_preferences
     from preftune.evaluation import Scoring, average_logps_views, evaluate
     from preftune.runs.locate import locate
@@ -68,6 +70,10 @@ def eval_cmd(
     data = load_preferences(dataset)
     primary = locate(name, checkpoint)
     scoring = Scoring.choose(primary, algo, beta, reference, reference_free)
+    # Pairs are cut as the run was trained on them unless told otherwise.
+    trained = primary.run_config or TrainConfig()
+    max_length = max_length or trained.max_length
+    max_prompt_length = max_prompt_length or trained.max_prompt_length
     models = [primary] + ([locate(compare_to)] if compare_to else [])
     results = []
     for located in models:

@@ -87,3 +87,22 @@ def test_chat_reads_turns_from_stdin(cli, trained_run, monkeypatch):
     assert result.code == 0, result.err
     assert result.out.count("assistant>") == 2
     assert "(conversation reset)" in result.out
+
+
+def test_eval_cuts_pairs_as_the_run_was_trained(cli, trained_run, sample_pairs, tmp_path):
+    run = tmp_path / "short"
+    shutil.copytree(trained_run, run)
+    record = json.loads((run / "config.json").read_text())
+    record["config"].update(max_length=48, max_prompt_length=24)
+    (run / "config.json").write_text(json.dumps(record))
+
+    def tokens(*flags):
+        per_pair = tmp_path / "scores.csv"
+        assert cli("eval", run, "--dataset", sample_pairs, "--per-example", per_pair,
+                   *flags).code == 0
+        return [(r["chosen_tokens"], r["rejected_tokens"])
+                for r in csv.DictReader(per_pair.open())]
+
+    as_trained = tokens()
+    assert as_trained == tokens("--max-length", 48, "--max-prompt-length", 24)
+    assert as_trained != tokens("--max-length", 1024, "--max-prompt-length", 512)
