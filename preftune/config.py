@@ -186,8 +186,10 @@ class TrainConfig(BaseModel):
                              "padding each to the longest.")
     chunked_logps: bool = Field(True, description="Log-probs from hidden states at response "
                                 "positions, a chunk at a time: no full-vocabulary logits.")
-    logps_chunk_tokens: int = Field(1024, ge=1, description="Tokens per chunk of "
-                                    "chunked_logps (smaller: less memory, more steps).")
+    logps_chunk_tokens: int | None = Field(
+        None, ge=1, description="Tokens per chunk of chunked_logps (smaller: less memory, more "
+        "steps). Default: by vocabulary, about 256 MB of float32 logits per chunk (2048 tokens "
+        "for 32k, 1024 for 49k, 256 for 152k and 262k).")
     group_by_length: bool = Field(False, description="Batch pairs of similar length "
                                   "(changes which pairs share a step).")
     torch_compile: bool = Field(False, description="Compile the model with torch.compile.")

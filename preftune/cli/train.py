@@ -159,5 +159,8 @@ class ConsoleReporter(Reporter):
             verdict, summary = result.diagnosis["verdict"], result.diagnosis["summary"]
             line = summary if summary.startswith(verdict) else f"{verdict}: {summary}"
             out.print(f"diagnosis: {escape(line)}")
+        if result.phases:
+            out.print("time by phase: " + ", ".join(f"{name} {seconds:.1f} s"
+                                                    for name, seconds in result.phases.items()))
         out.print(f"run directory: {escape(str(result.run_dir))}")
         out.print(f"final model: {escape(str(result.run_dir / 'final'))}")

@@ -21,6 +21,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# One chunk's float32 logits are chunk x vocabulary elements; the backward pass holds about
+# three such blocks at once (logits, their softmax-gradient, its cast). This budget of
+# elements per block keeps them near 256 MB each, whatever the vocabulary.
+CHUNK_ELEMENTS = 2**26
+
+
+def default_chunk_tokens(vocab: int) -> int:
+    """Tokens per chunk for a vocabulary: the largest power of two, from 128 to 4096, whose
+    (chunk, vocab) block stays within ``CHUNK_ELEMENTS``."""
+    chunk = 4096
+    while chunk > 128 and chunk * vocab > CHUNK_ELEMENTS:
+        chunk //= 2
+    return chunk
+
 
 def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                         labels: torch.Tensor, chunk_tokens: int,
@@ -60,9 +74,11 @@ class _ChunkedLogps(torch.autograd.Function):
     def backward(ctx: Any, grad_logps: torch.Tensor) -> tuple[Any, ...]:
         hidden, weight, bias, labels, lse = ctx.saved_tensors
         needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
-        grad_hidden = torch.zeros_like(hidden) if needs_hidden else None
-        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) \
-            if needs_weight else None
+        # Every row of grad_hidden is written once; the (V, H) weight gradient starts as the
+        # first chunk's product (no zero-filled buffer: on a CPU, filling it costs as much as
+        # a chunk's matmul) and is summed in float32.
+        grad_hidden = torch.empty_like(hidden) if needs_hidden else None
+        grad_weight: torch.Tensor | None = None
         grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) \
             if needs_bias and bias is not None else None
         n = hidden.shape[0]
@@ -80,8 +96,12 @@ class _ChunkedLogps(torch.autograd.Function):
             grad_logits = grad_logits.to(weight.dtype)
             if grad_hidden is not None:
                 grad_hidden[s:e] = grad_logits @ weight                       # (n, H)
-            if grad_weight is not None:
-                grad_weight += grad_logits.t() @ hidden[s:e]                  # (V, H)
+            if needs_weight:
+                product = grad_logits.t() @ hidden[s:e]                       # (V, H)
+                if grad_weight is None:
+                    grad_weight = product.float()
+                else:
+                    grad_weight += product
         return (grad_hidden,
                 None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from preftune.config import TrainConfig
+from preftune.engine.chunked import default_chunk_tokens
 from preftune.engine.data import prepare_data
 from preftune.engine.loop import StepPlan
 from preftune.errors import MissingError
@@ -84,9 +85,13 @@ def _memory_mb(cfg: TrainConfig, model: dict[str, Any], longest: int) -> dict[st
     hidden, layers = model["hidden_size"] or 0, model["layers"] or 0
     activations = tokens * hidden * layers * per_layer * 2
     # chunked: a chunk's logits, their softmax and its gradient exist at once
-    logit_rows = min(cfg.logps_chunk_tokens, tokens) * 3 if cfg.chunked_logps else tokens
-    logits = logit_rows * (model["vocab_size"] or 0) * 4
-    reference = 0 if cfg.lora or cfg.algo in ("simpo", "orpo", "sft") else weights
+    vocab = model["vocab_size"] or 0
+    chunk = cfg.logps_chunk_tokens or default_chunk_tokens(max(vocab, 1))
+    logit_rows = min(chunk, tokens) * 3 if cfg.chunked_logps else tokens
+    logits = logit_rows * vocab * 4
+    # A frozen copy lives through training only when the reference is not precomputed.
+    reference = 0 if (cfg.lora or cfg.algo in ("simpo", "orpo", "sft")
+                      or cfg.precompute_ref_logprobs) else weights
     mb = {"weights": weights, "reference_copy": reference, "gradients_and_optimizer": optimizer,
           "activations": activations + logits}
     out = {k: math.ceil(v / 2**20) for k, v in mb.items()}

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from preftune.engine.chunked import chunked_token_logps, soft_cap
+from preftune.engine.chunked import chunked_token_logps, default_chunk_tokens, soft_cap
 from preftune.engine.logprobs import (
     PairBatch,
     SequenceLogps,
@@ -46,7 +46,7 @@ class FastPaths:
     shared_prompt: bool = True
     pack_pairs: bool = True
     chunked_logps: bool = True
-    chunk_tokens: int = 1024
+    chunk_tokens: int | None = None  # None: by the vocabulary (default_chunk_tokens)
 
     @classmethod
     def from_config(cls, cfg: Any) -> FastPaths:
@@ -188,8 +188,8 @@ class ResponseLogps(torch.nn.Module):
         head = self.lm.get_output_embeddings()
         cap = getattr(self.lm.config, "final_logit_softcapping", None)
         if self.paths.chunked_logps and type(head) is torch.nn.Linear:
-            return chunked_token_logps(hidden, head.weight, head.bias, labels,
-                                       self.paths.chunk_tokens, cap)
+            chunk = self.paths.chunk_tokens or default_chunk_tokens(head.weight.shape[0])
+            return chunked_token_logps(hidden, head.weight, head.bias, labels, chunk, cap)
         # A head that is not a plain linear layer (a LoRA-adapted one): whole logits, but at
         # the response positions only.
         return plain_token_log_probs(soft_cap(head(hidden), cap), labels)

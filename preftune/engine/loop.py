@@ -32,6 +32,8 @@ from preftune.engine.data import prepare_data
 from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
 from preftune.engine.forward import FastPaths, router_aux_coef
 from preftune.engine.logprobs import TokenRows
+from preftune.engine.optim import adamw
+from preftune.engine.phases import PhaseClock
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
 from preftune.engine.run import open_run, run_record
@@ -75,6 +77,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
            resume: str | Path | None, reporter: Reporter | None,
            stop: StopRequest) -> RunResult:
     started = time.perf_counter()
+    clock = PhaseClock()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
     check_available(cfg.report_to)  # a missing tracker package fails before any work
@@ -82,11 +85,14 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     accelerator = Accelerator(mixed_precision="fp16" if cfg.dtype == "fp16" else "no",
                               cpu=not torch.cuda.is_available())
     device = accelerator.device
+    clock.set_device(device)
     main = accelerator.is_main_process
 
-    resolve_model(cfg.model)  # an unknown name fails here, before anything is written
-    tokenizer = load_tokenizer(cfg.model)
-    data = prepare_data(cfg, tokenizer, train_data, eval_data)
+    with clock.phase("load"):
+        resolve_model(cfg.model)  # an unknown name fails here, before anything is written
+        tokenizer = load_tokenizer(cfg.model)
+    with clock.phase("tokenize"):
+        data = prepare_data(cfg, tokenizer, train_data, eval_data)
     if resume is None and main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(run_record(cfg, data))
@@ -94,7 +100,8 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     train_rows = TokenRows.from_dataset(data.train.rows)
     eval_rows = TokenRows.from_dataset(data.eval.rows) if data.eval is not None else None
 
-    policy, ref_model = build_models(cfg, run, checkpoint, device)
+    with clock.phase("load"):
+        policy, ref_model = build_models(cfg, run, checkpoint, device)
     scorer = Scorer(policy, ref_model, LOSSES[cfg.algo],
                     LossParams(beta=cfg.beta, label_smoothing=cfg.label_smoothing,
                                gamma_beta_ratio=cfg.gamma_beta_ratio,
@@ -104,13 +111,14 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
                     router_aux_coef=router_aux_coef(policy.config, cfg.router_aux_loss_coef))
     train_ref = eval_ref = None
     if scorer.needs_ref and cfg.precompute_ref_logprobs:
-        train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
-        if data.eval is not None and eval_rows is not None:
-            eval_ref = cached_reference(cfg, scorer, data.eval.rows, eval_rows, report)
+        with clock.phase("reference"):
+            train_ref = cached_reference(cfg, scorer, data.train.rows, train_rows, report)
+            if data.eval is not None and eval_rows is not None:
+                eval_ref = cached_reference(cfg, scorer, data.eval.rows, eval_rows, report)
         scorer.ref_model = ref_model = None  # never needed again: free the frozen copy
 
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad],
-                                  lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    optimizer = adamw([p for p in policy.parameters() if p.requires_grad],
+                      cfg.learning_rate, cfg.weight_decay)
     # Under `accelerate launch` the scoring module is wrapped for DDP or sharded for FSDP. FSDP
     # replaces the parameters, so model and optimizer are prepared together, and gradients are
     # clipped over the prepared module's parameters. The scorer keeps the unwrapped policy for
@@ -157,19 +165,20 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         stop.armed = True
         for epoch, epoch_step, micro_batches in plan.steps(cfg.seed, position):
             step_started = time.perf_counter()
-            sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref)
-            lr = float(scheduler.get_last_lr()[0])
-            grad_norm = float(accelerator.clip_grad_norm_(scorer.model.parameters(),
-                                                          cfg.max_grad_norm))
-            if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
-                raise TrainingError(
-                    f"the loss became {sums['loss'] / sums['pairs']:g} at step "
-                    f"{position.step + 1}; training "
-                    "stopped before the update, and the last good checkpoint is kept",
-                    NAN_ADVICE)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref, clock)
+            with clock.phase("optimizer"):
+                lr = float(scheduler.get_last_lr()[0])
+                grad_norm = float(accelerator.clip_grad_norm_(scorer.model.parameters(),
+                                                              cfg.max_grad_norm))
+                if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
+                    raise TrainingError(
+                        f"the loss became {sums['loss'] / sums['pairs']:g} at step "
+                        f"{position.step + 1}; training "
+                        "stopped before the update, and the last good checkpoint is kept",
+                        NAN_ADVICE)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
             position = Position(epoch, epoch_step + 1, position.step + 1)
             window.add(sums, grad_norm, lr, time.perf_counter() - step_started)
 
@@ -177,28 +186,31 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
             end_of_epoch = epoch_step + 1 == plan.steps_per_epoch
             done = position.step == plan.total_steps
             if position.step % cfg.logging_steps == 0 or done:
-                last = window.row(position.step, progress, device)
-                first = first or last
-                record(last)
-                finding = monitor.update(last)
-                if main:
-                    report.step(last)
-                    if finding is not None:
-                        report.warning(finding)
-                window = MetricWindow()
+                with clock.phase("logging"):
+                    last = window.row(position.step, progress, device)
+                    first = first or last
+                    record(last)
+                    finding = monitor.update(last)
+                    if main:
+                        report.step(last)
+                        if finding is not None:
+                            report.warning(finding)
+                    window = MetricWindow()
             if eval_rows is not None and (
                     done or (cfg.eval_steps and position.step % cfg.eval_steps == 0)):
-                scores = evaluate_rows(scorer, eval_rows, eval_ref, cfg.batch_size)
-                row = {"step": position.step, "epoch": round(progress, 4),
-                       **{f"eval/{k}": v for k, v in scores.items()}}
-                record(row)
-                if main:
-                    report.evaluation(row)
-                last = {**last, **row}
+                with clock.phase("evaluation"):
+                    scores = evaluate_rows(scorer, eval_rows, eval_ref, cfg.batch_size)
+                    row = {"step": position.step, "epoch": round(progress, 4),
+                           **{f"eval/{k}": v for k, v in scores.items()}}
+                    record(row)
+                    if main:
+                        report.evaluation(row)
+                    last = {**last, **row}
             resume_at = Position(epoch + 1, 0, position.step) if end_of_epoch else position
             saved = end_of_epoch or bool(cfg.save_steps and position.step % cfg.save_steps == 0)
             if saved:
-                save_at(resume_at, progress)
+                with clock.phase("checkpoint"):
+                    save_at(resume_at, progress)
             if done:
                 break
             if stop.agreed(accelerator):
@@ -214,14 +226,15 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         trackers.finish()
 
     diagnosis = None
-    weights = gathered_policy_state(accelerator, scorer)  # every process takes part
-    if main:
-        save_final(run, policy, tokenizer, weights)
-        draw_plots(run)
-        diagnosis = diagnose_run(run.path).to_dict()  # also written to diagnosis.json
-    accelerator.wait_for_everyone()
+    with clock.phase("final"):
+        weights = gathered_policy_state(accelerator, scorer)  # every process takes part
+        if main:
+            save_final(run, policy, tokenizer, weights)
+            draw_plots(run)
+            diagnosis = diagnose_run(run.path).to_dict()  # also written to diagnosis.json
+        accelerator.wait_for_everyone()
     result = RunResult(run.path, last, first, position.step, time.perf_counter() - started,
-                       diagnosis)
+                       diagnosis, clock.summary())
     if main:
         report.finish(result)
     return result
@@ -235,6 +248,8 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     """The policy (a checkpoint's weights when resuming) and, without LoRA, a frozen reference.
 
     With LoRA the reference is the policy with its adapters disabled, never a second copy.
+    Full fine-tuning that computes every reference log-prob before its first step scores the
+    starting policy itself, so no copy is loaded then either (``starting_reference``).
     """
     ref_model = None
     # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
@@ -257,7 +272,7 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     else:
         start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
         policy = load_model(start, dtype, cfg.load_in_4bit, attention, fallback)
-        if cfg.algo not in REFERENCE_FREE:
+        if cfg.algo not in REFERENCE_FREE and not starting_reference(cfg, checkpoint):
             ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit,
                                    policy.config._attn_implementation).to(device).eval()
             ref_model.requires_grad_(False)
@@ -273,6 +288,12 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
         # The transformer body only: the log-prob head runs a Python loop over chunks.
         policy.get_decoder().compile()
     return policy.to(device), ref_model
+
+
+def starting_reference(cfg: TrainConfig, checkpoint: dict[str, Any] | None) -> bool:
+    """Full fine-tuning whose reference log-probs are all computed before the first step,
+    from a policy that still holds the starting weights: no frozen copy is loaded."""
+    return not cfg.lora and cfg.precompute_ref_logprobs and checkpoint is None
 
 
 def attention_kernel(cfg: TrainConfig, device: torch.device) -> str:
@@ -295,7 +316,8 @@ def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: Token
         size = cfg.batch_size * 2  # no gradients: twice the training batch fits
         batches = (scorer.batch(rows, list(range(i, min(i + size, len(rows)))))
                    for i in range(0, len(rows), size))
-        cached = reference_pass(scorer.policy, scorer.ref_model, batches, scorer.paths)
+        cached = reference_pass(scorer.policy, scorer.ref_model, batches, scorer.paths,
+                                policy_is_reference=scorer.ref_model is None and not cfg.lora)
         store_cached(cache, key, *cached)
     return RowLogps(torch.from_numpy(cached[0]), torch.from_numpy(cached[1]))
 
@@ -382,7 +404,8 @@ def pair_lengths(rows: TokenRows) -> tuple[int, ...]:
 
 
 def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
-               micro_batches: list[list[int]], ref: RowLogps | None) -> dict[str, float]:
+               micro_batches: list[list[int]], ref: RowLogps | None,
+               clock: PhaseClock | None = None) -> dict[str, float]:
     """Forward and backward over one step's pairs; the step's sums over all processes.
 
     Each process takes every P-th pair of the step. Its losses are scaled by P / step pairs,
@@ -397,17 +420,20 @@ def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
     # each forward pass, and DDP synchronises on the last backward, so all must take part.
     count = math.ceil(math.ceil(len(step) / processes) / size)
     scale = processes / len(step)
+    clock = clock or PhaseClock()
     sums: dict[str, float] = {"tokens": 0.0}
     for k in range(count):
         indices = mine[k * size:(k + 1) * size]
         sync = k == count - 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(scorer.model):
             # A process out of pairs scores one with weight 0: it joins, adding nothing.
-            out, logps, batch = scorer.score(rows, indices or step[:1], ref)
-            loss = out.losses.sum()
-            if scorer.router_aux_coef > 0:  # as TRL: the preference loss + coef * router loss
-                loss = loss + scorer.router_aux_coef * len(indices) * logps.router_aux
-            accelerator.backward(loss * (scale if indices else 0.0))
+            with clock.phase("forward"):
+                out, logps, batch = scorer.score(rows, indices or step[:1], ref)
+                loss = out.losses.sum()
+                if scorer.router_aux_coef > 0:  # as TRL: preference loss + coef * router loss
+                    loss = loss + scorer.router_aux_coef * len(indices) * logps.router_aux
+            with clock.phase("backward"):
+                accelerator.backward(loss * (scale if indices else 0.0))
         if indices:
             add_pair_sums(sums, out, logps)
             sums["tokens"] += batch.num_tokens

@@ -1,9 +1,10 @@
 """Reference log-probs: one no-grad pass before training, cached across runs.
 
 With LoRA the reference is the base model with its adapters disabled, never a second copy;
-without LoRA it is a frozen copy of the starting weights. The cache key covers the model's
-identity, its dtype and the exact token ids, so a sweep over beta or the learning rate on the
-same model and data computes the reference once.
+without LoRA it is the policy itself before its first update (precomputed log-probs) or a
+frozen copy of the starting weights (log-probs computed during training, or a resumed run).
+The cache key covers the model's identity, its dtype and the exact token ids, so a sweep over
+beta or the learning rate on the same model and data computes the reference once.
 """
 
 from __future__ import annotations
@@ -26,24 +27,32 @@ from preftune.fsutil import atomic_path
 
 @torch.no_grad()
 def reference_logps(policy: Any, ref_model: Any | None, batch: PairBatch | PackedPairs,
-                    paths: FastPaths) -> SequenceLogps:
-    """The reference's log-probs for one batch: the frozen copy, or the policy sans adapters."""
+                    paths: FastPaths, policy_is_reference: bool = False) -> SequenceLogps:
+    """The reference's log-probs for one batch: the frozen copy, the policy sans adapters, or,
+    with ``policy_is_reference`` (full fine-tuning before its first update), the policy."""
     if ref_model is not None:
         return score_batch(ResponseLogps(ref_model, paths), batch)
+    if policy_is_reference:
+        return score_batch(ResponseLogps(policy, paths), batch)
     with policy.disable_adapter():
         return score_batch(ResponseLogps(policy, paths), batch)
 
 
 def reference_pass(policy: Any, ref_model: Any | None, batches: Iterable[PairBatch | PackedPairs],
-                   paths: FastPaths) -> tuple[np.ndarray, np.ndarray]:
-    """(N,) chosen and rejected reference log-prob sums of every pair, in order."""
+                   paths: FastPaths, policy_is_reference: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(N,) chosen and rejected reference log-prob sums of every pair, in order.
+
+    ``policy_is_reference``: the policy holds the starting weights (no step taken yet), so it
+    is scored as it is and no frozen copy needs loading.
+    """
     chosen: list[np.ndarray] = []
     rejected: list[np.ndarray] = []
     was_training = policy.training
     policy.eval()  # no dropout in the reference
     try:
         for batch in batches:
-            logps = reference_logps(policy, ref_model, batch, paths)
+            logps = reference_logps(policy, ref_model, batch, paths, policy_is_reference)
             chosen.append(logps.chosen.float().cpu().numpy())
             rejected.append(logps.rejected.float().cpu().numpy())
     finally:

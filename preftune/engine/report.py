@@ -15,6 +15,7 @@ class RunResult:
     steps: int = 0
     seconds: float = 0.0
     diagnosis: dict[str, Any] | None = None  # diagnosis.json: verdict, summary, findings
+    phases: dict[str, float] = field(default_factory=dict)  # wall seconds per phase, in order
 
 
 class Reporter:

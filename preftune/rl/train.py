@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
 from preftune.engine.logprobs import token_log_probs
+from preftune.engine.optim import adamw
 from preftune.errors import ConfigError, TrainingError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.models.load import add_lora, load_model, load_tokenizer
@@ -218,8 +219,8 @@ def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,
     reference = None
     if cfg.kl_coef > 0 and not cfg.lora:
         reference = load_model(cfg.model_name, dtype).to(device).eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad],
-                                  lr=cfg.learning_rate)
+    optimizer = adamw([p for p in policy.parameters() if p.requires_grad], cfg.learning_rate,
+                      weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     step = 0
     if checkpoint is not None:

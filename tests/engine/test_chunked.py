@@ -49,3 +49,16 @@ def test_log_probs_of_equal_logits_are_minus_log_vocab():
     hidden = torch.randn(3, 4)
     out = chunked_token_logps(hidden, torch.zeros(50, 4), None, torch.tensor([0, 7, 49]), 2)
     torch.testing.assert_close(out, torch.full((3,), -torch.log(torch.tensor(50.0)).item()))
+
+
+def test_default_chunk_keeps_a_block_within_the_budget():
+    from preftune.engine.chunked import CHUNK_ELEMENTS, default_chunk_tokens
+
+    assert default_chunk_tokens(32000) == 2048
+    assert default_chunk_tokens(49152) == 1024
+    assert default_chunk_tokens(151936) == 256
+    assert default_chunk_tokens(262144) == 256
+    assert default_chunk_tokens(1000) == 4096  # at most 4096
+    assert default_chunk_tokens(4_000_000) == 128  # at least 128
+    for vocab in (32000, 49152, 151936, 262144):
+        assert default_chunk_tokens(vocab) * vocab <= CHUNK_ELEMENTS

@@ -263,3 +263,37 @@ def test_a_rising_loss_warns_live_and_is_diagnosed(sample_pairs, tmp_path, monke
     assert any("1e-05 -> 5e-06" in line for line in reporter.findings[0].advice)
     saved = json.loads((tmp_path / "diagnosis.json").read_text())
     assert saved["verdict"] == "diverging" == result.diagnosis["verdict"]
+
+
+def test_full_fine_tuning_with_a_precomputed_reference_loads_no_copy(sample_pairs, tmp_path,
+                                                                     monkeypatch):
+    """The policy before its first step is the reference: scoring it gives the same losses as
+    a frozen copy scored live in every step, and only one model is ever loaded."""
+    from preftune.engine import loop
+
+    loads = []
+    real_load = loop.load_model
+    monkeypatch.setattr(loop, "load_model",
+                        lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
+    base = {**FAST, "dataset": str(sample_pairs), "max_steps": 4, "logging_steps": 1,
+            "lora": False}
+    precomputed = train(TrainConfig(**base, output_dir=str(tmp_path / "pre")))
+    assert len(loads) == 1
+    live = train(TrainConfig(**base, output_dir=str(tmp_path / "live"),
+                             precompute_ref_logprobs=False))
+    assert len(loads) == 3  # the policy and a frozen copy
+    want, got = _step_losses(live.run_dir), _step_losses(precomputed.run_dir)
+    assert got[0] == pytest.approx(math.log(2), abs=1e-6)
+    assert max(abs(a - b) / abs(b) for a, b in zip(got, want, strict=True)) < 1e-5
+    assert abs(got[-1] - got[0]) > 1e-3  # the policy moved: the parity covers real steps
+
+
+def test_run_reports_its_time_by_phase(sample_pairs, tmp_path):
+    result = train(TrainConfig(**{**FAST, "dataset": str(sample_pairs), "max_steps": 2,
+                                  "eval_split": 0.25, "save_steps": 1,
+                                  "output_dir": str(tmp_path)}))
+    assert list(result.phases) == ["load", "tokenize", "reference", "forward", "backward",
+                                   "optimizer", "logging", "evaluation", "checkpoint", "final"]
+    assert all(seconds >= 0 for seconds in result.phases.values())
+    assert result.phases["forward"] > 0 and result.phases["backward"] > 0
+    assert sum(result.phases.values()) <= result.seconds
