@@ -5,7 +5,8 @@
 DPO step's memory. Here only one (chunk, V) block exists at a time, in the forward pass and
 again in the backward pass, which recomputes it: the gradient of ``log p(label)`` with
 respect to the logits is ``onehot(label) - softmax``, and the softmax needs only the logits
-and the saved (N,) log-sum-exp.
+and the saved (N,) log-sum-exp. When all N tokens fit one chunk, that one block is kept from
+the forward pass instead of recomputed.
 
 Models that soft-cap their logits (Gemma 2: ``cap * tanh(logits / cap)``) are scored with the
 cap applied to each chunk; the backward pass multiplies by its derivative, ``1 - (capped / cap)²``.
@@ -60,6 +61,7 @@ class _ChunkedLogps(torch.autograd.Function):
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        logits = None
         for s in range(0, n, chunk_tokens):
             e = min(s + chunk_tokens, n)
             logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), softcap)  # (n, V)
@@ -68,6 +70,10 @@ class _ChunkedLogps(torch.autograd.Function):
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.chunk_tokens = chunk_tokens
         ctx.softcap = softcap
+        # One chunk: its logits are kept for the backward pass instead of recomputed. That
+        # spares a (n, V, H) matmul and adds no peak: the backward would rebuild this very
+        # block first thing, and nothing runs between the head's forward and its backward.
+        ctx.logits = logits if n <= chunk_tokens else None
         return logps
 
     @staticmethod
@@ -76,7 +82,8 @@ class _ChunkedLogps(torch.autograd.Function):
         needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         # Every row of grad_hidden is written once; the (V, H) weight gradient starts as the
         # first chunk's product (no zero-filled buffer: on a CPU, filling it costs as much as
-        # a chunk's matmul) and is summed in float32.
+        # a chunk's matmul) and is summed in float32, in place where the weights are float32
+        # (no (V, H) temporary per chunk).
         grad_hidden = torch.empty_like(hidden) if needs_hidden else None
         grad_weight: torch.Tensor | None = None
         grad_bias = torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device) \
@@ -85,7 +92,8 @@ class _ChunkedLogps(torch.autograd.Function):
         for s in range(0, n, ctx.chunk_tokens):
             e = min(s + ctx.chunk_tokens, n)
             g = grad_logps[s:e, None].float()                                # (n, 1)
-            logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), ctx.softcap)
+            logits = ctx.logits if ctx.logits is not None else \
+                soft_cap(F.linear(hidden[s:e], weight, bias).float(), ctx.softcap)
             # d log p(label) / d logits = onehot(label) - softmax(logits)
             grad_logits = (logits - lse[s:e, None]).exp_().mul_(-g)         # (n, V)
             grad_logits.scatter_add_(1, labels[s:e, None], g)
@@ -97,11 +105,13 @@ class _ChunkedLogps(torch.autograd.Function):
             if grad_hidden is not None:
                 grad_hidden[s:e] = grad_logits @ weight                       # (n, H)
             if needs_weight:
-                product = grad_logits.t() @ hidden[s:e]                       # (V, H)
                 if grad_weight is None:
-                    grad_weight = product.float()
+                    grad_weight = (grad_logits.t() @ hidden[s:e]).float()     # (V, H)
+                elif grad_weight.dtype == grad_logits.dtype:  # float32: sum in place
+                    grad_weight.addmm_(grad_logits.t(), hidden[s:e])
                 else:
-                    grad_weight += product
+                    grad_weight += grad_logits.t() @ hidden[s:e]
+        ctx.logits = None
         return (grad_hidden,
                 None if grad_weight is None else grad_weight.to(weight.dtype),
                 None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None)
