@@ -509,6 +509,8 @@ def trl_config(w: Workload, output_dir: str, best: bool = False,
         extra = {"precompute_ref_log_probs": True,
                  "precompute_ref_batch_size": 2 * w.batch_size, **(options or {})}
     cuda = w.device == "cuda"
+    if w.dtype == "bf16":  # bf16 weights, as preftune's dtype=bf16 loads them (TRL: float32)
+        extra["model_init_kwargs"] = {"dtype": "bfloat16"}
     return DPOConfig(**extra,
         output_dir=output_dir, beta=w.beta, loss_type=["sigmoid"], learning_rate=w.lr,
         lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
@@ -733,6 +735,12 @@ def orchestrate(argv: list[str]) -> None:
         for peer, ratios in final.items():
             finals.append(f"shape={shape} peer={peer} "
                           + " ".join(f"{k}={fmt_ratio(v)}" for k, v in ratios.items()))
+        if not final:  # one trainer alone: its own figures, medians over the runs
+            for trainer in trainers:
+                figures = [r["figures"][trainer] for r in runs]
+                finals.append(f"shape={shape} trainer={trainer} " + " ".join(
+                    f"{k}={statistics.median(f[k] for f in figures):.3f}"
+                    for k in ("pairs_per_s", "end_to_end_s", "peak_mb")))
         if args.out:  # after every shape: a long run interrupted keeps what it measured
             write_json(args.out, report)
     if not keep:
@@ -984,8 +992,25 @@ def write_json(path: Path, value: Any) -> None:
     tmp.replace(path)
 
 
+def trust_saved_tokenizer() -> None:
+    """Load the benchmark's word-level tokenizer as saved, whatever the model type.
+
+    For some model types (qwen2 among them) transformers 5 ignores the saved tokenizer class
+    and rebuilds the tokenizer as that family's own (Qwen2Tokenizer), which would turn this
+    benchmark's one-word-one-token vocabulary into unknown tokens. Every process that loads a
+    tokenizer (prepare and all workers) calls this first, so all trainers read the same ids.
+    """
+    from transformers.models.auto import tokenization_auto
+
+    forced = getattr(tokenization_auto, "MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS", None)
+    if forced is not None:
+        forced.difference_update(spec["model_type"] for spec in SHAPES.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["prepare"], ["worker"]):
+        trust_saved_tokenizer()
     if argv[:1] == ["prepare"]:
         prepare_main(argv[1:])
     elif argv[:1] == ["worker"]:
