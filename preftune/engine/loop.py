@@ -77,7 +77,6 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
            resume: str | Path | None, reporter: Reporter | None,
            stop: StopRequest) -> RunResult:
     started = time.perf_counter()
-    clock = PhaseClock()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
     check_available(cfg.report_to)  # a missing tracker package fails before any work
@@ -85,7 +84,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     accelerator = Accelerator(mixed_precision="fp16" if cfg.dtype == "fp16" else "no",
                               cpu=not torch.cuda.is_available())
     device = accelerator.device
-    clock.set_device(device)
+    clock = PhaseClock(device)
     main = accelerator.is_main_process
 
     with clock.phase("load"):

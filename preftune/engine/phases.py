@@ -27,9 +27,6 @@ class PhaseClock:
         self.seconds: dict[str, float] = {}
         self._sync = device is not None and device.type == "cuda"
 
-    def set_device(self, device: torch.device) -> None:
-        self._sync = device.type == "cuda"
-
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         if self._sync:
