@@ -57,8 +57,11 @@ def test_the_main_process_ending_stops_the_others(tmp_path):
 def test_another_process_failing_stops_everything_with_exit_1(tmp_path):
     lines: list[str] = []
     trainer = tmp_path / "trainer.pid"
-    code = launch([Child("trainer", _sleeper(trainer)),
-                   Child("env", [sys.executable, "-c", "raise SystemExit(3)"])],
+    # The env fails only once the trainer is up, so the trainer has a pid to check.
+    env = [sys.executable, "-c", f"import os, time\n"
+           f"while not os.path.exists({str(trainer)!r}): time.sleep(0.05)\n"
+           "raise SystemExit(3)"]
+    code = launch([Child("trainer", _sleeper(trainer)), Child("env", env)],
                   main="trainer", echo=lines.append, grace_s=5)
     assert code == 1
     assert any("env exited with code 3 before trainer finished" in line for line in lines)
