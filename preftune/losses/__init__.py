@@ -1,4 +1,4 @@
-"""Preference losses: pure functions of per-sequence log-probs, picked by name.
+"""Preference losses: pure functions of per-sequence log-probs, picked by name from the table.
 
 Every loss has the same signature, ``LossFn = Callable[[PairLogps, LossParams], LossOutput]``::
 
@@ -26,23 +26,13 @@ that needs the reference raises ValueError, naming itself, when ref_chosen or re
 None.
 """
 
-from preftune.losses.dpo import cdpo, dpo, hinge, ipo, robust
-from preftune.losses.orpo import orpo
-from preftune.losses.sft import sft
-from preftune.losses.simpo import simpo
+from preftune.losses.table import ALGORITHMS, HYPERPARAMETERS, Algorithm, mixture_loss, resolve
 from preftune.losses.types import LossFn, LossOutput, LossParams, PairLogps
 
-LOSSES: dict[str, LossFn] = {
-    "dpo": dpo,
-    "ipo": ipo,
-    "cdpo": cdpo,
-    "robust": robust,
-    "hinge": hinge,
-    "simpo": simpo,
-    "orpo": orpo,
-    "sft": sft,
-}
+LOSSES: dict[str, LossFn] = {name: a.loss for name, a in ALGORITHMS.items()}
 
-REFERENCE_FREE: frozenset[str] = frozenset({"simpo", "orpo", "sft"})
+REFERENCE_FREE: frozenset[str] = frozenset(n for n, a in ALGORITHMS.items()
+                                           if not a.needs_reference)
 
-__all__ = ["LOSSES", "REFERENCE_FREE", "LossFn", "LossOutput", "LossParams", "PairLogps"]
+__all__ = ["ALGORITHMS", "HYPERPARAMETERS", "LOSSES", "REFERENCE_FREE", "Algorithm", "LossFn",
+           "LossOutput", "LossParams", "PairLogps", "mixture_loss", "resolve"]
