@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from preftune.errors import ConfigError
-
-ALGORITHMS = ("dpo", "ipo", "cdpo", "robust", "hinge", "simpo", "orpo", "sft")
+from preftune.losses.table import ALGORITHMS, data_kind, describe, resolve
+from preftune.losses.types import LossParams
 
 PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {
@@ -61,13 +61,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 DEFAULT_PRESET = "balanced"
 
-# Recommended defaults of algorithms whose scale differs from DPO's.
-ALGO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "simpo": {"beta": 2.0, "gamma_beta_ratio": 0.5, "learning_rate": 1e-6},
-    # With no label noise assumed, cDPO and robust DPO are plain DPO: assume some.
-    "cdpo": {"label_smoothing": 0.1},
-    "robust": {"label_smoothing": 0.1},
-}
+# Recommended defaults of algorithms whose scale differs from DPO's (the algorithm table's).
+ALGO_DEFAULTS: dict[str, dict[str, Any]] = {n: dict(a.defaults) for n, a in ALGORITHMS.items()
+                                            if a.defaults}
 
 ALIASES: dict[str, str] = {
     "model_name": "model",
@@ -83,6 +79,8 @@ ALIASES: dict[str, str] = {
     "dataset_prompt_field": "prompt_field",
     "loss_type": "algo",
     "algorithm": "algo",
+    "f_divergence_type": "f_divergence",
+    "f_alpha_divergence_coef": "f_alpha",
     "lr": "learning_rate",
     "max_seq_length": "max_length",
     "lora_r": "lora_rank",
@@ -125,8 +123,12 @@ class TrainConfig(BaseModel):
                                    "pairs.")
 
     # The objective
-    algo: Literal["dpo", "ipo", "cdpo", "robust", "hinge", "simpo", "orpo", "sft"] = Field(
-        "dpo", description="Training objective.")
+    algo: str | list[str] = Field(
+        "dpo", description="Training objective: one of " + ", ".join(ALGORITHMS) + " (TRL's "
+        "names such as sigmoid are accepted), or a list trained together as a mixture "
+        "(dpo,bco_pair,sft) weighted by loss_weights.")
+    loss_weights: list[float] | None = Field(
+        None, description="Weight of each algorithm of a mixture (default: 1 each).")
     preset: str | None = Field(None, description="Hyperparameters from the tuning guide: "
                                + ", ".join(PRESETS) + ".")
     beta: float = Field(0.1, gt=0.0, description="Strength of the preference (DPO beta; "
@@ -136,6 +138,20 @@ class TrainConfig(BaseModel):
     gamma_beta_ratio: float = Field(0.5, ge=0.0, description="SimPO target margin over beta.")
     sft_weight: float = Field(0.0, ge=0.0, description="Weight of an NLL term on the chosen "
                               "response added to the preference loss.")
+    f_divergence: Literal["reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"] = \
+        Field("reverse_kl", description="Divergence from the reference the reward "
+              "regularises (f-DPO): reverse_kl is DPO's.")
+    f_alpha: float = Field(0.5, gt=0.0, description="Alpha of f_divergence=alpha_divergence.")
+    discopop_tau: float = Field(0.05, gt=0.0, description="DiscoPOP's blend temperature.")
+    desirable_weight: float = Field(1.0, gt=0.0, description="KTO: weight of desirable "
+                                    "examples.")
+    undesirable_weight: float = Field(1.0, gt=0.0, description="KTO: weight of undesirable "
+                                      "examples.")
+    use_weighting: bool = Field(False, description="WPO: weight each pair's loss by the "
+                                "policy's probability of its responses.")
+    ld_alpha: float | None = Field(None, ge=0.0, le=1.0, description="LD-DPO: weight of "
+                                   "response tokens past the shorter response's length (None "
+                                   "or 1: plain log-probs).")
 
     # Optimisation
     learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="Peak learning rate.")
@@ -236,8 +252,12 @@ class TrainConfig(BaseModel):
         if given.get("preset") is not None and given["preset"] not in PRESETS:
             raise ValueError(f"unknown preset {given['preset']!r}; choose one of "
                              + ", ".join(PRESETS))
+        if "algo" in given:
+            given["algo"] = normalize_algo(given["algo"])
+        names = given.get("algo", "dpo")
         layered: dict[str, Any] = {}
-        layered.update(ALGO_DEFAULTS.get(str(given.get("algo", "dpo")), {}))
+        for name in reversed([names] if isinstance(names, str) else names):
+            layered.update(ALGO_DEFAULTS.get(name, {}))  # the first algorithm's win
         if given.get("preset") is not None:
             layered.update(PRESETS[given["preset"]]["values"])
         layered.update(given)
@@ -248,7 +268,46 @@ class TrainConfig(BaseModel):
         if self.max_prompt_length >= self.max_length:
             raise ValueError(f"max_prompt_length ({self.max_prompt_length}) must be less than "
                              f"max_length ({self.max_length})")
+        names = self.algorithms
+        data_kind(names)  # a mixture trains on one kind of data
+        if self.loss_weights is not None:
+            if len(self.loss_weights) != len(names):
+                raise ValueError(f"loss_weights has {len(self.loss_weights)} weights for "
+                                 f"{len(names)} algorithms ({', '.join(names)})")
+            if any(not w >= 0 for w in self.loss_weights):
+                raise ValueError(f"loss_weights must be >= 0, got {self.loss_weights}")
+        if "exo_pair" in names and self.label_smoothing <= 0:
+            raise ValueError("exo_pair needs label_smoothing > 0 (its target distribution "
+                             "takes the log of it); the paper uses 1e-3")
+        if self.use_weighting and {"aot", "aot_unpaired"} & set(names):
+            raise ValueError("use_weighting does not apply to aot and aot_unpaired, which "
+                             "compare sorted log-ratios across the batch")
+        if "kto" in names and self.batch_size < 2:
+            raise ValueError("kto needs batch_size >= 2: its KL term is estimated from the "
+                             "other examples of the batch")
         return self
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The algorithms trained: one, or the parts of a mixture."""
+        return (self.algo,) if isinstance(self.algo, str) else tuple(self.algo)
+
+    @property
+    def scoring_algo(self) -> str:
+        """The loss that scores preference pairs for this run's evaluation: the first of a
+        mixture; DPO's log-ratio reward for an algorithm trained on unpaired data."""
+        first = self.algorithms[0]
+        return "dpo" if ALGORITHMS[first].data == "unpaired" else first
+
+    def loss_params(self, **overrides: Any) -> LossParams:
+        """The losses' hyperparameters from this config (``overrides`` replace fields)."""
+        values = {name: getattr(self, name) for name in LossParams.__dataclass_fields__}
+        return LossParams(**{**values, **overrides})
+
+    @property
+    def algo_label(self) -> str:
+        """``dpo``, or a mixture as ``0.8 dpo + 0.2 bco_pair + 1 sft``."""
+        return describe(self.algorithms, self.loss_weights)
 
     # ------------------------------------------------------------------------------ loading
 
@@ -270,6 +329,31 @@ class TrainConfig(BaseModel):
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
+
+
+def normalize_algo(value: Any) -> Any:
+    """``"sigmoid"`` → ``"dpo"``; ``"dpo,bco_pair"`` or ``["dpo", "bco_pair"]`` → a list of
+    table names; a one-item list → its name. Unknown names raise, listing the table."""
+    if isinstance(value, str):
+        parts = [p for p in value.strip("[]").replace("+", ",").split(",") if p.strip()]
+    elif isinstance(value, (list, tuple)):
+        parts = [str(p) for p in value]
+    else:
+        return value
+    names = []
+    for part in parts:
+        try:
+            names.append(resolve(part))
+        except KeyError:
+            close = difflib.get_close_matches(part.strip().lower(), list(ALGORITHMS), n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"algo={part.strip()!r}: unknown algorithm{guess}; choose from "
+                             + ", ".join(ALGORITHMS)) from None
+    if not names:
+        raise ValueError("algo is empty; choose from " + ", ".join(ALGORITHMS))
+    if len(set(names)) != len(names):
+        raise ValueError(f"algo lists an algorithm twice: {', '.join(names)}")
+    return names[0] if len(names) == 1 else names
 
 
 def canonical_keys(values: dict[str, Any]) -> dict[str, Any]:

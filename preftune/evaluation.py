@@ -52,7 +52,7 @@ class Scoring:
         """The run's loss and reference by default; flags override; no reference known means
         reference-free scoring by average log-probability."""
         cfg = primary.run_config or TrainConfig()
-        name = algo or (cfg.algo if primary.run_config else "dpo")
+        name = algo or (cfg.scoring_algo if primary.run_config else "dpo")
         params = LossParams(beta=beta if beta is not None else cfg.beta,
                             label_smoothing=cfg.label_smoothing,
                             gamma_beta_ratio=cfg.gamma_beta_ratio, sft_weight=0.0)

@@ -39,7 +39,7 @@ class Trainer:
         cfg = self.config
         source = str(self.result.run_dir) if self.result is not None else cfg.model
         located = locate(source)
-        scoring = Scoring.choose(located, cfg.algo, cfg.beta, reference=cfg.model)
+        scoring = Scoring.choose(located, cfg.scoring_algo, cfg.beta, reference=cfg.model)
         result = evaluate(located, read(cfg, data), scoring, cfg.batch_size, cfg.max_length,
                           cfg.max_prompt_length)
         return result.summary

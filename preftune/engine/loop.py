@@ -40,7 +40,7 @@ from preftune.engine.run import open_run, run_record
 from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import OutOfMemoryError, StoppedError, TrainingError
 from preftune.fsutil import atomic_dir
-from preftune.losses import LOSSES, REFERENCE_FREE, LossParams
+from preftune.losses.table import mixture_loss, needs_reference
 from preftune.models.load import (
     add_lora,
     disable_dropout,
@@ -53,11 +53,14 @@ from preftune.runs.plots import plot_run
 from preftune.runs.rundir import RunDir
 from preftune.runs.trackers import Trackers, check_available
 
-NAN_ADVICE = [
-    "lower the learning rate (halve it)",
-    "lower beta, e.g. to 0.05",
-    "raise warmup_steps, e.g. from 5 to 20",
-]
+def nan_advice(cfg: TrainConfig) -> list[str]:
+    """What to change after a loss that is no longer finite, from the run's own values."""
+    warmup = max(2 * cfg.warmup_steps, cfg.warmup_steps + 10)
+    return [f"lower the learning rate from {cfg.learning_rate:g} to {cfg.learning_rate / 2:g}",
+            f"lower beta from {cfg.beta:g} to {cfg.beta / 2:g}",
+            f"raise warmup_steps from {cfg.warmup_steps} to {warmup}"]
+
+
 OOM_ADVICE = [
     "lower batch_size (and raise grad_accum to keep the effective batch)",
     "lower max_length, use LoRA or gradient_checkpointing, or a smaller model",
@@ -101,11 +104,9 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
 
     with clock.phase("load"):
         policy, ref_model = build_models(cfg, run, checkpoint, device)
-    scorer = Scorer(policy, ref_model, LOSSES[cfg.algo],
-                    LossParams(beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-                               gamma_beta_ratio=cfg.gamma_beta_ratio,
-                               sft_weight=cfg.sft_weight),
-                    needs_ref=cfg.algo not in REFERENCE_FREE, pad_id=tokenizer.pad_token_id,
+    scorer = Scorer(policy, ref_model, mixture_loss(cfg.algorithms, cfg.loss_weights),
+                    cfg.loss_params(), needs_ref=needs_reference(cfg.algorithms),
+                    pad_id=tokenizer.pad_token_id,
                     device=device, paths=FastPaths.from_config(cfg),
                     router_aux_coef=router_aux_coef(policy.config, cfg.router_aux_loss_coef))
     train_ref = eval_ref = None
@@ -174,7 +175,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
                         f"the loss became {sums['loss'] / sums['pairs']:g} at step "
                         f"{position.step + 1}; training "
                         "stopped before the update, and the last good checkpoint is kept",
-                        NAN_ADVICE)
+                        nan_advice(cfg))
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -271,7 +272,7 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     else:
         start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
         policy = load_model(start, dtype, cfg.load_in_4bit, attention, fallback)
-        if cfg.algo not in REFERENCE_FREE and not starting_reference(cfg, checkpoint):
+        if needs_reference(cfg.algorithms) and not starting_reference(cfg, checkpoint):
             ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit,
                                    policy.config._attn_implementation).to(device).eval()
             ref_model.requires_grad_(False)

@@ -89,7 +89,7 @@ def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(sample_pa
                                                                         monkeypatch):
     from preftune.engine import loop
 
-    real = loop.LOSSES["dpo"]
+    real = loop.mixture_loss(("dpo",))
     calls = {"n": 0}
 
     def breaks_on_step_three(logps, params):
@@ -99,14 +99,14 @@ def test_nan_loss_stops_with_advice_and_keeps_the_last_good_checkpoint(sample_pa
             out = type(out)(out.losses * float("nan"), out.chosen_rewards, out.rejected_rewards)
         return out
 
-    monkeypatch.setitem(loop.LOSSES, "dpo", breaks_on_step_three)
+    monkeypatch.setattr(loop, "mixture_loss", lambda names, weights: breaks_on_step_three)
     cfg = TrainConfig(**{**FAST, "dataset": str(sample_pairs), "output_dir": str(tmp_path),
                          "save_steps": 2})
     with pytest.raises(TrainingError) as info:
         train(cfg)
     assert "the loss became nan at step 3" in info.value.message
     assert info.value.exit_code == ExitCode.TRAINING_FAILED
-    assert "lower the learning rate (halve it)" in info.value.hints
+    assert "lower the learning rate from 0.002 to 0.001" in info.value.hints
     manifest = (tmp_path / "checkpoints.jsonl").read_text().splitlines()
     assert [json.loads(r)["step"] for r in manifest] == [2]
     assert not (tmp_path / "final").exists()
@@ -245,7 +245,7 @@ class Warnings(Reporter):
 def test_a_rising_loss_warns_live_and_is_diagnosed(sample_pairs, tmp_path, monkeypatch):
     from preftune.engine import loop
 
-    real = loop.LOSSES["dpo"]
+    real = loop.mixture_loss(("dpo",))
     calls = {"n": 0}
 
     def rising(logps, params):  # a loss that grows step after step, as a diverging run's
