@@ -53,6 +53,7 @@ from preftune.runs.plots import plot_run
 from preftune.runs.rundir import RunDir
 from preftune.runs.trackers import Trackers, check_available
 
+
 def nan_advice(cfg: TrainConfig) -> list[str]:
     """What to change after a loss that is no longer finite, from the run's own values."""
     warmup = max(2 * cfg.warmup_steps, cfg.warmup_steps + 10)

@@ -254,7 +254,7 @@ def test_a_rising_loss_warns_live_and_is_diagnosed(sample_pairs, tmp_path, monke
         return type(out)(out.losses * (1.0 + 0.05 * calls["n"]), out.chosen_rewards,
                          out.rejected_rewards)
 
-    monkeypatch.setitem(loop.LOSSES, "dpo", rising)
+    monkeypatch.setattr(loop, "mixture_loss", lambda names, weights: rising)
     reporter = Warnings()
     cfg = TrainConfig(**{**FAST, "learning_rate": 1e-5, "epochs": 12, "logging_steps": 1,
                          "dataset": str(sample_pairs), "output_dir": str(tmp_path)})
