@@ -39,13 +39,18 @@ class TokenRows:
     prompt_ids: list[list[int]]
     chosen_ids: list[list[int]]
     rejected_ids: list[list[int]]
+    # Unpaired rows (KTO): True where the example is desirable; chosen_ids is its completion
+    # and rejected_ids a mismatched one, for the KL estimate. None for pairs.
+    labels: list[bool] | None = None
 
     @classmethod
     def from_dataset(cls, rows: Any) -> TokenRows:
-        """From a ``datasets.Dataset`` with prompt_ids, chosen_ids and rejected_ids columns."""
+        """From a ``datasets.Dataset`` with prompt_ids, chosen_ids and rejected_ids columns (and
+        a label column for unpaired rows)."""
         table = rows.data.table
+        labels = table.column("label").to_pylist() if "label" in table.column_names else None
         return cls(*(table.column(name).to_pylist()
-                     for name in ("prompt_ids", "chosen_ids", "rejected_ids")))
+                     for name in ("prompt_ids", "chosen_ids", "rejected_ids")), labels=labels)
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
