@@ -12,8 +12,10 @@ import torch
 from preftune.config import TrainConfig
 from preftune.engine.chunked import default_chunk_tokens
 from preftune.engine.data import prepare_data
-from preftune.engine.loop import StepPlan
+from preftune.engine.logprobs import TokenRows
+from preftune.engine.loop import step_plan
 from preftune.errors import MissingError
+from preftune.losses.table import ALGORITHMS, data_kind, needs_reference
 from preftune.models.load import load_tokenizer, resolve_model, torch_dtype
 
 
@@ -22,19 +24,22 @@ def dry_run(cfg: TrainConfig, train_data: Any = None, eval_data: Any = None) -> 
     tokenizer = load_tokenizer(cfg.model)
     data = prepare_data(cfg, tokenizer, train_data, eval_data)
     model = _model_shape(cfg)
-    plan = StepPlan(data.train.stats.pairs, cfg.batch_size, cfg.grad_accum, cfg.epochs,
-                    cfg.max_steps)
+    plan = step_plan(cfg, TokenRows.from_dataset(data.train.rows))
     lengths = [len(p) + max(len(c), len(r)) for p, c, r in zip(
         *(data.train.rows.data.table.column(n).to_pylist()
           for n in ("prompt_ids", "chosen_ids", "rejected_ids")), strict=True)]
     longest = max(lengths, default=0)
+    unit = "examples" if data_kind(cfg.algorithms) == "unpaired" else "pairs"
     return {
+        "objective": {"algo": cfg.algo_label, "data": data_kind(cfg.algorithms),
+                      "needs_reference": needs_reference(cfg.algorithms),
+                      "papers": {n: ALGORITHMS[n].paper for n in cfg.algorithms}},
         "data": {"source": data.source, "train": data.train.stats.__dict__,
                  "eval": data.eval.stats.__dict__ if data.eval is not None else None,
                  "longest_sequence_tokens": longest},
         "model": model,
         "steps": {"per_epoch": plan.steps_per_epoch, "total": plan.total_steps,
-                  "pairs_per_step": cfg.batch_size * cfg.grad_accum},
+                  f"{unit}_per_step": cfg.batch_size * cfg.grad_accum},
         "memory_estimate_mb": _memory_mb(cfg, model, longest),
     }
 
@@ -90,7 +95,7 @@ def _memory_mb(cfg: TrainConfig, model: dict[str, Any], longest: int) -> dict[st
     logit_rows = min(chunk, tokens) * 3 if cfg.chunked_logps else tokens
     logits = logit_rows * vocab * 4
     # A frozen copy lives through training only when the reference is not precomputed.
-    reference = 0 if (cfg.lora or cfg.algo in ("simpo", "orpo", "sft")
+    reference = 0 if (cfg.lora or not needs_reference(cfg.algorithms)
                       or cfg.precompute_ref_logprobs) else weights
     mb = {"weights": weights, "reference_copy": reference, "gradients_and_optimizer": optimizer,
           "activations": activations + logits}

@@ -59,10 +59,13 @@ class Scorer:
         elif self.needs_ref:
             live = reference_logps(self.policy, self.ref_model, batch, self.paths)
             ref_chosen, ref_rejected = live.chosen, live.rejected
+        labels = None
+        if rows.labels is not None:
+            labels = torch.tensor([rows.labels[i] for i in indices], device=self.device)
         pair = PairLogps(policy_chosen=logps.chosen, policy_rejected=logps.rejected,
                          chosen_tokens=logps.chosen_tokens,
                          rejected_tokens=logps.rejected_tokens,
-                         ref_chosen=ref_chosen, ref_rejected=ref_rejected)
+                         ref_chosen=ref_chosen, ref_rejected=ref_rejected, labels=labels)
         return self.loss_fn(pair, self.params), logps, batch
 
 
@@ -85,16 +88,22 @@ def evaluate_rows(scorer: Scorer, rows: TokenRows, ref: RowLogps | None,
 
 
 def add_pair_sums(sums: dict[str, float], out: LossOutput, logps: SequenceLogps) -> None:
-    """Add a batch's per-pair values to running sums (divide by the pair count for means)."""
+    """Add a batch's per-pair values to running sums (divide by the pair count for means):
+    the standard ones, and whatever further metrics the loss reports (``loss/<part>``, ``kl``).
+
+    Accuracy is the share of pairs whose chosen reward beats the rejected one, or of examples
+    the loss counts as correct where it says (KTO)."""
     margin = out.chosen_rewards - out.rejected_rewards
+    correct = out.correct if out.correct is not None else margin > 0
     values = {
         "loss": out.losses.detach().sum(),
-        "accuracy": (margin > 0).float().sum(),
+        "accuracy": correct.float().sum(),
         "margin": margin.sum(),
         "chosen_reward": out.chosen_rewards.sum(),
         "rejected_reward": out.rejected_rewards.sum(),
         "chosen_logps": logps.chosen.detach().sum(),
         "rejected_logps": logps.rejected.detach().sum(),
+        **{key: value.detach().sum() for key, value in out.metrics.items()},
     }
     for key, value in values.items():
         sums[key] = sums.get(key, 0.0) + float(value)

@@ -49,8 +49,8 @@ class TokenRows:
         a label column for unpaired rows)."""
         table = rows.data.table
         labels = table.column("label").to_pylist() if "label" in table.column_names else None
-        return cls(*(table.column(name).to_pylist()
-                     for name in ("prompt_ids", "chosen_ids", "rejected_ids")), labels=labels)
+        return cls(table.column("prompt_ids").to_pylist(), table.column("chosen_ids").to_pylist(),
+                   table.column("rejected_ids").to_pylist(), labels)
 
     def __len__(self) -> int:
         return len(self.prompt_ids)

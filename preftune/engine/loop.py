@@ -125,8 +125,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     # clipped over the prepared module's parameters. The scorer keeps the unwrapped policy for
     # what the wrapper hides (disabling adapters for the reference, saving).
     scorer.model, optimizer = accelerator.prepare(scorer.model, optimizer)
-    plan = StepPlan(len(train_rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps,
-                    pair_lengths(train_rows) if cfg.group_by_length else None)
+    plan = step_plan(cfg, train_rows)
     scheduler = make_scheduler(optimizer, cfg, plan.total_steps)
 
     position = Position(epoch=0, epoch_step=0, step=0)
@@ -354,6 +353,9 @@ class StepPlan:
     epochs: int
     max_steps: int | None
     lengths: tuple[int, ...] | None = None  # tokens per pair, to group pairs by length
+    # Micro-batches are the data's consecutive runs of batch_size rows, in shuffled order:
+    # unpaired rows, whose KL completions were drawn from the rows of their own batch.
+    fixed_batches: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -383,8 +385,12 @@ class StepPlan:
         """An epoch's micro-batches: a seeded permutation of the pairs, cut in order; grouped
         by length, each window of GROUP_WINDOW micro-batches is sorted by length before it is
         cut, and the micro-batches are then shuffled."""
-        order = torch.randperm(self.num_pairs, generator=generator).tolist()
         size = self.batch_size
+        if self.fixed_batches:
+            fixed = [list(range(i, min(i + size, self.num_pairs)))
+                     for i in range(0, self.num_pairs, size)]
+            return [fixed[k] for k in torch.randperm(len(fixed), generator=generator).tolist()]
+        order = torch.randperm(self.num_pairs, generator=generator).tolist()
         if self.lengths is None:
             return [order[i:i + size] for i in range(0, self.num_pairs, size)]
         lengths = self.lengths
@@ -397,6 +403,18 @@ class StepPlan:
 
 
 GROUP_WINDOW = 64  # micro-batches sorted together by group_by_length
+
+
+def step_plan(cfg: TrainConfig, rows: TokenRows) -> StepPlan:
+    """The run's plan: unpaired rows keep the batches their KL completions were drawn from
+    (group_by_length does not apply to them)."""
+    unpaired = rows.labels is not None
+    if unpaired and cfg.group_by_length:
+        warnings.warn("group_by_length is off for unpaired data: each batch keeps the rows its "
+                      "KL completions were drawn from", stacklevel=2)
+    lengths = pair_lengths(rows) if cfg.group_by_length and not unpaired else None
+    return StepPlan(len(rows), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps,
+                    lengths, fixed_batches=unpaired)
 
 
 def pair_lengths(rows: TokenRows) -> tuple[int, ...]:
@@ -475,8 +493,9 @@ class MetricWindow:
         for key in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward",
                     "chosen_logps", "rejected_logps"):
             row[key] = self.sums[key] / pairs
-        if "router_aux_loss" in self.sums:
-            row["router_aux_loss"] = self.sums["router_aux_loss"] / pairs
+        for key in sorted(self.sums):  # what the loss adds: loss/<part>, kl, router_aux_loss
+            if key not in row and key not in ("pairs", "tokens"):
+                row[key] = self.sums[key] / pairs
         row.update(learning_rate=self.lr, grad_norm=self.grad_norm / self.steps,
                    tokens=self.sums["tokens"], tokens_per_second=self.sums["tokens"] / seconds,
                    examples_per_second=pairs / seconds, peak_memory_mb=peak_memory_mb(device))
