@@ -1,8 +1,10 @@
 """From a job request (OpenAI's ``method`` and ``hyperparameters``, preftune's ``config``) to
 the ``TrainConfig`` values a worker runs, and the file checks done in ``validating_files``.
 
-``method.type`` picks the objective: dpo, ipo, cdpo, robust, hinge, simpo, orpo, sft
-(``supervised`` is sft). ``hyperparameters`` takes ``beta``, ``batch_size``, ``n_epochs`` and
+``method.type`` picks the objective: any algorithm of the table (``preftune.losses.table``:
+dpo, ipo, ..., kto, sft; TRL's names such as ``sigmoid`` too; ``supervised`` is sft), or
+``mixture``, whose hyperparameters name the parts in ``loss_type`` (a list) and may weight them
+with ``loss_weights``. ``hyperparameters`` takes ``beta``, ``batch_size``, ``n_epochs`` and
 ``learning_rate_multiplier`` (times the learning rate the algorithm and preset would use
 anyway), ``"auto"`` meaning that default, and any other ``TrainConfig`` field by name.
 ``config`` takes any ``TrainConfig`` field too; ``hyperparameters`` win where both name one.
@@ -21,10 +23,16 @@ from preftune.config import ALIASES, TrainConfig
 from preftune.data.formats import FieldNames
 from preftune.data.validate import load_preferences
 from preftune.errors import ConfigError, DataError, PreftuneError, UsageError
+from preftune.losses.table import ALGORITHMS, hyperparameters
 from preftune.models.load import MODEL_ALIASES
 
-METHODS = {"dpo": "dpo", "ipo": "ipo", "cdpo": "cdpo", "robust": "robust", "hinge": "hinge",
-           "simpo": "simpo", "orpo": "orpo", "sft": "sft", "supervised": "sft"}
+# method.type -> algo: every table name and alias, OpenAI's "supervised"; "mixture" takes its
+# parts from hyperparameters.loss_type.
+METHODS: dict[str, str | None] = {
+    **{name: name for name in ALGORITHMS},
+    **{alias: a.name for a in ALGORITHMS.values() for alias in a.aliases},
+    "supervised": "sft", "mixture": None,
+}
 SERVER_OWNED = ("dataset", "eval_dataset", "output_dir")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*(\.[\w-]+)*/[A-Za-z0-9][\w-]*(\.[\w-]+)*")
 
@@ -85,7 +93,14 @@ def build_spec(model: str, method: dict[str, Any] | None, config: dict[str, Any]
             raise InvalidRequest(f"{key} is not a hyperparameter", f"method.{kind}."
                                  f"hyperparameters.{key}")
         values[renamed.get(key, key)] = value
-    values.update(model=model, algo=METHODS[kind], dataset="training_file")
+    if METHODS[kind] is None and "algo" not in {ALIASES.get(k, k) for k in hyper}:
+        raise InvalidRequest("a mixture names its parts in hyperparameters.loss_type",
+                             f"method.{kind}.hyperparameters.loss_type",
+                             ['for example {"loss_type": ["dpo", "bco_pair", "sft"], '
+                              '"loss_weights": [0.8, 0.2, 1.0]}'])
+    if METHODS[kind] is not None:
+        values["algo"] = METHODS[kind]
+    values.update(model=model, dataset="training_file")
     if seed is not None:
         values["seed"] = seed
     params = {ALIASES.get(renamed.get(k, k), renamed.get(k, k)):
@@ -102,11 +117,14 @@ def build_spec(model: str, method: dict[str, Any] | None, config: dict[str, Any]
                      f"method.{kind}.hyperparameters.learning_rate_multiplier")
     base = _build({k: v for k, v in values.items() if ALIASES.get(k, k) != "learning_rate"},
                   "config")
-    resolved = {"batch_size": cfg.batch_size,
+    resolved: dict[str, Any] = {"batch_size": cfg.batch_size,
                 "learning_rate_multiplier": cfg.learning_rate / base.learning_rate,
                 "n_epochs": cfg.epochs}
-    if cfg.algo != "sft":
+    if "beta" in hyperparameters(cfg.algorithms):
         resolved["beta"] = cfg.beta
+    if METHODS[kind] is None:
+        resolved.update(loss_type=list(cfg.algorithms),
+                        loss_weights=cfg.loss_weights or [1.0] * len(cfg.algorithms))
     stored = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in SERVER_OWNED}
     return JobSpec(stored, {"type": kind, kind: {"hyperparameters": resolved}},
                    {k: v for k, v in resolved.items() if k != "beta"})

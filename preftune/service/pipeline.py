@@ -61,8 +61,13 @@ def run_pipeline(root: Path, dataset: Path, values: dict[str, Any],
         tenant_id = ensure_tenant(db, TENANT)
         values = dict(values)
         model = str(values.pop("model", "tiny"))
-        algo = str(values.pop("algo", "dpo"))
-        spec = build_spec(model, {"type": algo}, values, seed=None)
+        algo = values.pop("algo", "dpo")
+        method: dict[str, Any] = {"type": algo}
+        if not isinstance(algo, str):  # a mixture: its parts travel as hyperparameters
+            weights = values.pop("loss_weights", None)
+            method = {"type": "mixture", "mixture": {"hyperparameters": {
+                "loss_type": list(algo), **({"loss_weights": weights} if weights else {})}}}
+        spec = build_spec(model, method, values, seed=None)
         training = register_local_file(db, store, tenant_id, dataset)
         validation = (register_local_file(db, store, tenant_id, eval_dataset)
                       if eval_dataset is not None else None)
