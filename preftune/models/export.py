@@ -16,17 +16,16 @@ import yaml
 
 from preftune.errors import MissingError, UsageError
 from preftune.fsutil import atomic_dir
+from preftune.losses.table import ALGORITHMS, describe, hyperparameters
 from preftune.models.load import load_tokenizer, resolve_model
 from preftune.models.merge import check_output, merged_model, write_model
 from preftune.runs.locate import is_run_dir, locate
 from preftune.runs.rundir import RunDir
 
 Kind = Literal["merged", "adapter", "full"]
-_HYPERPARAMETERS = ("beta", "learning_rate", "lr_scheduler", "warmup_steps", "epochs",
+_HYPERPARAMETERS = ("learning_rate", "lr_scheduler", "warmup_steps", "epochs",
                     "max_steps", "batch_size", "grad_accum", "weight_decay", "max_grad_norm",
                     "max_length", "max_prompt_length", "seed", "dtype")
-_ALGO_HYPERPARAMETERS = {"cdpo": ("label_smoothing",), "robust": ("label_smoothing",),
-                         "simpo": ("gamma_beta_ratio",)}
 _LORA = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules")
 
 
@@ -91,16 +90,20 @@ def model_card(record: dict[str, Any], metrics: list[dict[str, Any]], kind: Kind
     what = {"merged": "a LoRA adapter merged into the base weights",
             "adapter": "a LoRA adapter (load it onto the base model with peft)",
             "full": "full fine-tuning"}[kind]
+    algos = _algorithms(cfg)
+    label = describe(algos, cfg.get("loss_weights"))
     sections = [
-        _front_matter(base, str(cfg["algo"]), kind),
+        _front_matter(base, algos, kind),
         f"# {name.rstrip('/').split('/')[-1]}\n\n"
-        f"Preference-tuned with preftune ({cfg['algo']}) from `{base}`: {what}.",
+        f"Preference-tuned with preftune ({label}) from `{base}`: {what}.",
         f"## Base model\n\n`{base}`" + _resolved_base(base),
         "## Training data\n\n" + _table([
             ("source", data.get("source")), ("fingerprint", data.get("fingerprint")),
             ("training pairs", (data.get("train") or {}).get("pairs")),
             ("evaluation pairs", (data.get("eval") or {}).get("pairs"))]),
-        "## Algorithm and hyperparameters\n\n" + _table(_hyperparameters(cfg)),
+        "## Algorithm and hyperparameters\n\n" + _table(_hyperparameters(cfg))
+        + "\n\n" + "\n".join(f"- {n}: {ALGORITHMS[n].description}. {ALGORITHMS[n].paper}."
+                              for n in algos if n in ALGORITHMS),
         "## Final metrics\n\n" + _metrics_section(metrics),
         "## Versions\n\n" + _table([*(record.get("versions") or {}).items(),
                                     ("trained", record.get("created"))]),
@@ -109,13 +112,19 @@ def model_card(record: dict[str, Any], metrics: list[dict[str, Any]], kind: Kind
     return "\n\n".join(sections) + "\n"
 
 
-def _front_matter(base: str, algo: str, kind: Kind) -> str:
+def _algorithms(cfg: dict[str, Any]) -> list[str]:
+    """The run's algorithms: one name, or a mixture's parts."""
+    algo = cfg.get("algo", "dpo")
+    return [algo] if isinstance(algo, str) else [str(a) for a in algo]
+
+
+def _front_matter(base: str, algos: list[str], kind: Kind) -> str:
     meta: dict[str, Any] = {"library_name": "peft" if kind == "adapter" else "transformers"}
     hub_id = _hub_id(base)
     # The hub rejects a card whose base_model is not a hub id (a local path, tiny).
     if hub_id is not None:
         meta["base_model"] = hub_id
-    meta["tags"] = ["preftune", algo] + (["lora"] if kind != "full" else [])
+    meta["tags"] = ["preftune", *algos] + (["lora"] if kind != "full" else [])
     return f"---\n{yaml.safe_dump(meta, sort_keys=False)}---"
 
 
@@ -139,9 +148,15 @@ def _resolved_base(base: str) -> str:
 
 
 def _hyperparameters(cfg: dict[str, Any]) -> list[tuple[str, Any]]:
-    names = ["algo", *_HYPERPARAMETERS, *_ALGO_HYPERPARAMETERS.get(str(cfg["algo"]), ())]
-    if cfg.get("sft_weight"):
-        names.append("sft_weight")
+    algos = [a for a in _algorithms(cfg) if a in ALGORITHMS]
+    names = ["algo", *(["loss_weights"] if len(algos) > 1 else []), *hyperparameters(algos),
+             *_HYPERPARAMETERS]
+    # What is at its default and off says nothing (sft_weight 0, ld_alpha None, ...).
+    off = {"sft_weight": 0.0, "use_weighting": False, "ld_alpha": None,
+           "f_divergence": "reverse_kl"}
+    names = [n for n in names if n not in off or cfg.get(n, off[n]) != off[n]]
+    if cfg.get("f_divergence") != "alpha_divergence" and "f_alpha" in names:
+        names.remove("f_alpha")
     names += ["lora", *_LORA] if cfg.get("lora") else ["lora"]
     return [(name, cfg.get(name)) for name in names if name in cfg]
 
