@@ -1,9 +1,9 @@
-"""``preftune presets`` and ``preftune config``."""
+"""``preftune algorithms``, ``preftune presets`` and ``preftune config``."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,11 +12,46 @@ from rich.table import Table
 from preftune.cli.common import out
 from preftune.config import ALGO_DEFAULTS, DEFAULT_PRESET, PRESETS, TrainConfig, parse_overrides
 from preftune.config import read_yaml as read_config
+from preftune.losses.table import ALGORITHMS, HYPERPARAMETERS
+from preftune.losses.types import LossParams
 
 
 def register(app: typer.Typer) -> None:
+    app.command("algorithms")(algorithms_cmd)
     app.command("presets")(presets_cmd)
     app.command("config")(config_cmd)
+
+
+def algorithms_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """List the training objectives: reference, data, hyperparameters, start loss, paper."""
+    rows: list[dict[str, Any]] = []
+    for a in ALGORITHMS.values():
+        params = LossParams(**{k: v for k, v in a.defaults.items()
+                               if k in LossParams.__dataclass_fields__})
+        start = a.start(params)
+        rows.append({"name": a.name, "aliases": list(a.aliases),
+                     "reference": a.needs_reference, "data": a.data,
+                     "hyperparameters": {h: a.defaults.get(h, HYPERPARAMETERS[h].default)
+                                         for h in a.hyperparameters},
+                     "start_loss": None if start is None else round(start, 4),
+                     "description": a.description, "paper": a.paper, "trl": a.trl_name})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Algorithms (algo=NAME; a mixture: algo=a,b loss_weights=x,y)")
+    for name in ("algo", "reference", "data", "start loss", "reads", "description"):
+        table.add_column(name)
+    for row in rows:
+        shown = "data-dependent" if row["start_loss"] is None else f"{row['start_loss']:g}"
+        reads = ", ".join(row["hyperparameters"])
+        name = row["name"] + (f" ({', '.join(row['aliases'])})" if row["aliases"] else "")
+        table.add_row(escape(name), "yes" if row["reference"] else "no", row["data"], shown,
+                      escape(reads), escape(row["description"]))
+    out.print(table)
+    out.print("Start loss: the loss at the first step, where policy = reference, with the "
+              "algorithm's defaults. Papers: preftune algorithms --json.")
 
 
 def presets_cmd(
@@ -38,9 +73,10 @@ def presets_cmd(
     out.print()
     for name, preset in PRESETS.items():
         out.print(f"[bold]{name}[/]: {preset['description']} Risks: {preset['risks']}")
-    simpo = ALGO_DEFAULTS["simpo"]
-    out.print(f"\n--algo simpo uses its own defaults: beta {simpo['beta']:g}, gamma_beta_ratio "
-              f"{simpo['gamma_beta_ratio']:g}, learning rate {simpo['learning_rate']:g}.")
+    out.print()
+    for algo, defaults in ALGO_DEFAULTS.items():
+        values = ", ".join(f"{k} {v:g}" for k, v in defaults.items())
+        out.print(f"--algo {algo} uses its own defaults: {values}.")
     out.print("Apply one with preset=NAME, e.g. preftune config preset=aggressive; options "
               "given explicitly still win.")
 

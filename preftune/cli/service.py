@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from preftune import settings
-from preftune.cli.common import err, out
+from preftune.cli.common import ALGO_HELP, err, out
 from preftune.cli.train import gather_values
 from preftune.config import TrainConfig, read_yaml
 
@@ -115,8 +115,7 @@ def pipeline_cmd(
     eval_dataset: Annotated[Path | None, typer.Option(help="Evaluation data file (the "
                                                            "job's validation file).")] = None,
     model: Annotated[str | None, typer.Option(help="tiny, an alias or a hub id.")] = None,
-    algo: Annotated[str | None, typer.Option(help="dpo, ipo, cdpo, robust, hinge, simpo, "
-                                             "orpo or sft.")] = None,
+    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c",
                                                 help="A YAML file of options.")] = None,
     beta: Annotated[float | None, typer.Option(help="Preference strength.")] = None,

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from preftune.cli.common import out
+from preftune.cli.common import ALGO_HELP, out
 from preftune.cli.train import ConsoleReporter, gather_values
 
 
@@ -29,7 +29,7 @@ def sweep_cmd(
     dataset: Annotated[str | None, typer.Option(help="Training data.")] = None,
     eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
     model: Annotated[str | None, typer.Option(help="The model.")] = None,
-    algo: Annotated[str | None, typer.Option(help="The loss.")] = None,
+    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
     preset: Annotated[str | None, typer.Option(help="A preset.")] = None,
     beta: Annotated[float | None, typer.Option(help="Beta.")] = None,
     learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,

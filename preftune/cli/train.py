@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from preftune import settings
-from preftune.cli.common import err, out
+from preftune.cli.common import ALGO_HELP, err, out
 from preftune.config import TrainConfig, parse_overrides, read_yaml
 from preftune.engine.report import Reporter, RunResult
 
@@ -29,8 +29,7 @@ def train_cmd(
     eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
     model: Annotated[str | None, typer.Option(help="tiny, an alias, a local directory or "
                                               "a hub id.")] = None,
-    algo: Annotated[str | None, typer.Option(help="dpo, ipo, cdpo, robust, hinge, simpo, "
-                                             "orpo or sft.")] = None,
+    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
     preset: Annotated[str | None, typer.Option(help="A preset from `preftune presets`.")]
     = None,
     config: Annotated[Path | None, typer.Option("--config", "-c",

@@ -1,3 +1,5 @@
+import json
+
 from preftune.cli.main import _hoist_verbose
 
 
@@ -61,3 +63,18 @@ def test_presets_lists_all_with_risks(cli):
         assert name in result.out
     assert "Risks: Might overfit" in result.out
     assert "--algo simpo uses its own defaults: beta 2, gamma_beta_ratio 0.5" in result.out
+
+
+def test_algorithms_lists_the_table(cli):
+    from preftune.losses.table import ALGORITHMS
+
+    result = cli("algorithms", "--json")
+    assert result.code == 0
+    rows = {row["name"]: row for row in json.loads(result.out)}
+    assert set(rows) == set(ALGORITHMS)
+    assert rows["dpo"]["start_loss"] == 0.6931 and rows["dpo"]["aliases"] == ["sigmoid"]
+    assert rows["simpo"]["start_loss"] is None and rows["simpo"]["reference"] is False
+    assert rows["simpo"]["hyperparameters"]["beta"] == 2.0  # its own default
+    assert all(row["paper"] for row in rows.values())
+    table = cli("algorithms")
+    assert table.code == 0 and "simpo" in table.out and "Start loss:" in table.out
