@@ -97,6 +97,8 @@ def expand(base: dict[str, Any], grid: dict[str, list[Any]]) -> list[SweepRun]:
 
 
 def _value_slug(value: Any) -> str:
+    if isinstance(value, list):  # a mixture's parts: algo=[dpo, sft]
+        return slug("+".join(str(v) for v in value))
     text = str(value)
     if "/" in text or "." in text and not re.fullmatch(r"[-+0-9.e]+", text):
         text = Path(text.rstrip("/")).stem or text  # a path or hub id: its last part

@@ -21,6 +21,19 @@ def test_grid_flags_expand_into_named_validated_runs():
         parse_grid(["betta=1,2"])
 
 
+def test_a_grid_over_algorithms_takes_trl_names_and_mixtures(tmp_path):
+    runs = expand({"dataset": "d.jsonl", "batch_size": 2},
+                  parse_grid(["algo=sigmoid,kto,bco_pair+sft"]))
+    assert [r.params["algo"] for r in runs] == ["sigmoid", "kto", "bco_pair+sft"]
+    assert [r.name for r in runs] == ["algosigmoid", "algokto", "algobco-pair-sft"]
+    path = tmp_path / "sweep.yaml"
+    path.write_text("batch_size: 2\ngrid:\n  algo: [dpo, [dpo, sft]]\n  beta: [0.1]\n")
+    base, grid, _ = read_sweep_yaml(path)
+    assert [r.name for r in expand(base, grid)] == ["algodpo_beta0.1", "algodpo-sft_beta0.1"]
+    with pytest.raises(ConfigError, match="algo='ppo': unknown algorithm"):
+        expand({}, parse_grid(["algo=dpo,ppo"]))
+
+
 def test_yaml_form_with_a_datasets_by_models_matrix(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text("name: matrix\nepochs: 1\ngrid:\n"
