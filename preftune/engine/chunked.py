@@ -13,6 +13,11 @@ cap applied to each chunk; the backward pass multiplies by its derivative, ``1 -
 
 The logits are computed in the weights' dtype and summed in float32, as in the plain path
 (``logprobs.token_log_probs``); the tests hold the two to each other, gradients included.
+
+WPO's weights also need ``log sum_v p_v²`` at every scored position, the log-probability the
+model's own distribution gives to drawing the same token twice. ``chunked_token_logps_with_sq``
+adds it from the same chunks: ``logsumexp(2 · logits) - 2 · lse``, the soft cap applied first,
+without gradient. ``chunked_token_logps`` skips it.
 """
 
 from __future__ import annotations
@@ -45,8 +50,19 @@ def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
 
     hidden (N, H), weight (V, H), bias (V,) or None, labels (N,).
     """
-    out: torch.Tensor = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap)
+    out, _ = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap, False)
     return out
+
+
+def chunked_token_logps_with_sq(hidden: torch.Tensor, weight: torch.Tensor,
+                                bias: torch.Tensor | None, labels: torch.Tensor,
+                                chunk_tokens: int, softcap: float | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``chunked_token_logps`` and, per position, the (N,) float32 ``log sum_v p_v²``
+    (= ``logsumexp(2 * log_softmax(logits))``), which carries no gradient (WPO's weights)."""
+    out, log_sum_sq = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap,
+                                          True)
+    return out, log_sum_sq
 
 
 def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
@@ -57,16 +73,21 @@ def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
 class _ChunkedLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                labels: torch.Tensor, chunk_tokens: int, softcap: float | None) -> torch.Tensor:
+                labels: torch.Tensor, chunk_tokens: int, softcap: float | None,
+                with_sq: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        log_sum_sq = torch.empty(n, dtype=torch.float32, device=hidden.device) if with_sq \
+            else None
         logits = None
         for s in range(0, n, chunk_tokens):
             e = min(s + chunk_tokens, n)
             logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), softcap)  # (n, V)
             lse[s:e] = logits.logsumexp(-1)
             logps[s:e] = logits.gather(1, labels[s:e, None]).squeeze(1) - lse[s:e]
+            if log_sum_sq is not None:  # log sum p² = logsumexp(2 z) - 2 logsumexp(z)
+                log_sum_sq[s:e] = logits.mul(2).logsumexp(-1) - 2 * lse[s:e]
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.chunk_tokens = chunk_tokens
         ctx.softcap = softcap
@@ -74,10 +95,12 @@ class _ChunkedLogps(torch.autograd.Function):
         # spares a (n, V, H) matmul and adds no peak: the backward would rebuild this very
         # block first thing, and nothing runs between the head's forward and its backward.
         ctx.logits = logits if n <= chunk_tokens else None
-        return logps
+        if log_sum_sq is not None:
+            ctx.mark_non_differentiable(log_sum_sq)
+        return logps, log_sum_sq
 
     @staticmethod
-    def backward(ctx: Any, grad_logps: torch.Tensor) -> tuple[Any, ...]:
+    def backward(ctx: Any, grad_logps: torch.Tensor, _grad_sq: Any) -> tuple[Any, ...]:
         hidden, weight, bias, labels, lse = ctx.saved_tensors
         needs_hidden, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         # Every row of grad_hidden is written once; the (V, H) weight gradient starts as the
@@ -114,4 +137,4 @@ class _ChunkedLogps(torch.autograd.Function):
         ctx.logits = None
         return (grad_hidden,
                 None if grad_weight is None else grad_weight.to(weight.dtype),
-                None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None)
+                None if grad_bias is None else grad_bias.to(weight.dtype), None, None, None, None)

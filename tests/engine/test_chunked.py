@@ -62,3 +62,39 @@ def test_default_chunk_keeps_a_block_within_the_budget():
     assert default_chunk_tokens(4_000_000) == 128  # at least 128
     for vocab in (32000, 49152, 151936, 262144):
         assert default_chunk_tokens(vocab) * vocab <= CHUNK_ELEMENTS
+
+
+@pytest.mark.parametrize("softcap", [None, 30.0, 2.0], ids=["nocap", "cap30", "cap2"])
+@pytest.mark.parametrize("chunk", [1, 4, 13, 100])
+@pytest.mark.parametrize("bias", [False, True])
+def test_log_sum_sq_matches_full_logits(chunk, bias, softcap):
+    # WPO's log sum_v p_v² is logsumexp(2 * log_softmax(logits)), the cap applied first (a cap of
+    # 2 bends logits of size ~5 hard, so a missed cap would show).
+    from preftune.engine.chunked import chunked_token_logps_with_sq, soft_cap
+
+    hidden, weight, b, labels = _inputs(torch.float32, bias)
+    hidden = hidden * 2  # logits of a few units, so the cap matters
+    logits = soft_cap(F.linear(hidden, weight, b), softcap)                   # (13, 50)
+    want = (2 * logits.log_softmax(-1)).logsumexp(-1)
+    logps, log_sum_sq = chunked_token_logps_with_sq(hidden, weight, b, labels, chunk, softcap)
+    torch.testing.assert_close(log_sum_sq, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(logps, chunked_token_logps(hidden, weight, b, labels, chunk,
+                                                          softcap), rtol=0, atol=0)
+    assert not log_sum_sq.requires_grad
+    # The extra output leaves the gradient of the log-probs as it was.
+    inputs = [t for t in (hidden, weight, b) if t is not None]
+    upstream = torch.linspace(-1.0, 2.0, 13)
+    got = torch.autograd.grad((logps * upstream).sum(), inputs)
+    want_grads = torch.autograd.grad(
+        (chunked_token_logps(hidden, weight, b, labels, chunk, softcap) * upstream).sum(), inputs)
+    for g, w in zip(got, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+
+
+def test_log_sum_sq_of_equal_logits_is_minus_log_vocab():
+    # Uniform over 50 tokens: sum p² = 50 / 50² = 1/50.
+    from preftune.engine.chunked import chunked_token_logps_with_sq
+
+    _, log_sum_sq = chunked_token_logps_with_sq(torch.randn(3, 4), torch.zeros(50, 4), None,
+                                                torch.tensor([0, 7, 49]), 2)
+    torch.testing.assert_close(log_sum_sq, torch.full((3,), -torch.log(torch.tensor(50.0)).item()))
