@@ -86,9 +86,12 @@ def test_a_different_grid_in_the_same_directory_is_refused(tmp_path):
 def test_four_run_beta_sweep_computes_reference_log_probs_once(cli, sample_pairs, tmp_path,
                                                               preftune_cache, monkeypatch):
     # A reference cache of its own: other tests may have cached these very log-probs.
+    from preftune.models.tiny import tiny_path
+
+    shared = tiny_path()  # built in the session's cache, when no test before built it
     cache = tmp_path / "cache"
     cache.mkdir()
-    (cache / "tiny-v1").symlink_to(preftune_cache / "tiny-v1")
+    (cache / shared.name).symlink_to(shared)
     monkeypatch.setenv("PREFTUNE_CACHE", str(cache))
     result = cli("sweep", "--dataset", sample_pairs, "--grid", "beta=0.05,0.1,0.2,0.5",
                  "--sweep-dir", tmp_path / "sweep", "--max-steps", 2, "--batch-size", 8,
