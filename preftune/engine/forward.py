@@ -15,24 +15,35 @@ warning, and the plain path runs.
 
 Mixture-of-experts models whose config asks for it (``output_router_logits``) also return the
 router's load-balancing loss, computed over the same tokens in either layout.
+
+Two variants of the sums, the same in either layout (see ``logprobs``): LD-DPO's ``ld_alpha``,
+a per-token weight fixed when the batch is laid out, and WPO's per-response weights, from a
+``log sum p²`` reduction the chunked head adds only when ``wpo`` asks for it.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from preftune.engine.chunked import chunked_token_logps, default_chunk_tokens, soft_cap
+from preftune.engine.chunked import (
+    chunked_token_logps,
+    chunked_token_logps_with_sq,
+    default_chunk_tokens,
+    soft_cap,
+)
 from preftune.engine.logprobs import (
     PairBatch,
     SequenceLogps,
     TokenRows,
+    log_sum_sq_probs,
     router_loss,
     sequence_logps,
+    wpo_weights,
 )
 from preftune.engine.logprobs import token_log_probs as plain_token_log_probs
 from preftune.engine.packing import PAD, PROMPT, PackedPairs, pack_pairs
@@ -43,14 +54,31 @@ LAYER_KINDS = ("full_attention", "sliding_attention")
 
 @dataclass(frozen=True)
 class FastPaths:
+    """How batches are laid out and scored: the fast paths, and two variants of the sums.
+
+    ``ld_alpha`` (LD-DPO): the weight of response tokens past the shorter response's length;
+    None or 1.0 gives the plain sums exactly. ``layout`` writes it into the batch, so the policy
+    and the reference scoring that batch apply the same weights; precomputed reference
+    log-probs therefore depend on it (``reference.cache_key`` takes it).
+    ``wpo``: the policy's pass also returns WPO's per-response weights
+    (``SequenceLogps.chosen_weight`` / ``rejected_weight``); the reference pass never does.
+    """
+
     shared_prompt: bool = True
     pack_pairs: bool = True
     chunked_logps: bool = True
     chunk_tokens: int | None = None  # None: by the vocabulary (default_chunk_tokens)
+    ld_alpha: float | None = None
+    wpo: bool = False
+
+    def __post_init__(self) -> None:
+        if self.ld_alpha is not None and not 0.0 <= self.ld_alpha <= 1.0:
+            raise ValueError(f"ld_alpha must lie in [0, 1] (or be None), got {self.ld_alpha}")
 
     @classmethod
     def from_config(cls, cfg: Any) -> FastPaths:
-        return cls(cfg.shared_prompt, cfg.pack_pairs, cfg.chunked_logps, cfg.logps_chunk_tokens)
+        return cls(cfg.shared_prompt, cfg.pack_pairs, cfg.chunked_logps, cfg.logps_chunk_tokens,
+                   ld_alpha=cfg.ld_alpha, wpo=cfg.use_weighting)
 
     @property
     def packed(self) -> bool:
@@ -63,7 +91,7 @@ class FastPaths:
         if reason is None or not self.packed:
             return self
         warnings.warn(f"the packed forward pass is off: {reason}", stacklevel=2)
-        return FastPaths(False, False, False, self.chunk_tokens)
+        return replace(self, shared_prompt=False, pack_pairs=False, chunked_logps=False)
 
 
 def unsupported_reason(model: Any) -> str | None:
@@ -125,20 +153,24 @@ def router_aux_coef(config: Any, override: float | None = None) -> float:
 
 def layout(rows: TokenRows, indices: list[int], pad_id: int,
            paths: FastPaths) -> PairBatch | PackedPairs:
-    """The batch of pairs ``indices`` in the layout ``paths`` asks for."""
+    """The batch of pairs ``indices`` in the layout ``paths`` asks for, with LD-DPO's token
+    weights where ``paths.ld_alpha`` sets them."""
     if not paths.packed:
-        return rows.batch(indices, pad_id)
+        return rows.batch(indices, pad_id, paths.ld_alpha)
     return pack_pairs([rows.prompt_ids[i] for i in indices],
                       [rows.chosen_ids[i] for i in indices],
                       [rows.rejected_ids[i] for i in indices], pad_id,
-                      shared_prompt=paths.shared_prompt, several_per_row=paths.pack_pairs)
+                      shared_prompt=paths.shared_prompt, several_per_row=paths.pack_pairs,
+                      ld_alpha=paths.ld_alpha)
 
 
 class ResponseLogps(torch.nn.Module):
     """A causal LM whose forward returns summed response log-probs: what DDP or FSDP wraps.
 
-    ``forward(batch)`` returns (2B,) sums and (2B,) token counts, chosen sequences first, and
-    the router load-balancing loss (a scalar; 0 unless ``router_aux``).
+    ``forward(batch)`` returns (2B,) sums (LD-weighted where the batch carries weights) and
+    (2B,) token counts, chosen sequences first; the router load-balancing loss (a scalar; 0
+    unless ``router_aux``); and (2B,) WPO weights without gradient, or None unless
+    ``paths.wpo``. ``score_batch`` splits them into a ``SequenceLogps``.
     """
 
     def __init__(self, lm: Any, paths: FastPaths, router_aux: bool = False) -> None:
@@ -148,24 +180,34 @@ class ResponseLogps(torch.nn.Module):
         self.router_aux = router_aux
 
     def forward(self, batch: PairBatch | PackedPairs
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         if isinstance(batch, PairBatch):
-            plain = sequence_logps(self.lm, batch, self.router_aux)
+            plain = sequence_logps(self.lm, batch, self.router_aux, self.paths.wpo)
+            weights = None if plain.chosen_weight is None or plain.rejected_weight is None \
+                else torch.cat([plain.chosen_weight, plain.rejected_weight])
             return (torch.cat([plain.chosen, plain.rejected]),
-                    torch.cat([plain.chosen_tokens, plain.rejected_tokens]), plain.router_aux)
+                    torch.cat([plain.chosen_tokens, plain.rejected_tokens]), plain.router_aux,
+                    weights)
         decoder = self.lm.get_decoder()
         extra = {"output_router_logits": True} if self.router_aux else {}
         out = decoder(input_ids=batch.input_ids, attention_mask=self.mask(batch),
                       position_ids=batch.position_ids, use_cache=False, **extra)
         hidden = out.last_hidden_state
         scored = hidden.reshape(-1, hidden.shape[-1]).index_select(0, batch.hidden_index)
-        token_logps = self.token_logps(scored, batch.labels)                # (N,)
+        token_logps, log_sum_sq = self.token_logps(scored, batch.labels)    # (N,), (N,) or None
         sequences = 2 * batch.num_pairs
-        sums = token_logps.new_zeros(sequences).index_add(0, batch.owner, token_logps)
+        weighted = token_logps if batch.ld_weight is None else token_logps * batch.ld_weight
+        sums = token_logps.new_zeros(sequences).index_add(0, batch.owner, weighted)
         counts = torch.bincount(batch.owner, minlength=sequences).to(sums.dtype)
         aux = self.packed_router_loss(out.router_logits, batch) if self.router_aux \
             else sums.new_zeros(())
-        return sums, counts, aux
+        weights = None
+        if log_sum_sq is not None:
+            with torch.no_grad():
+                aligned = sums.new_zeros(sequences).index_add(0, batch.owner,
+                                                              token_logps - log_sum_sq)
+                weights = wpo_weights(aligned, counts)                       # (2B,)
+        return sums, counts, aux, weights
 
     def mask(self, batch: PackedPairs) -> Any:
         """The packed mask, windowed as the model's layers are: one mask, or one per kind of
@@ -183,20 +225,33 @@ class ResponseLogps(torch.nn.Module):
         weights = torch.where(batch.part == PROMPT, weights * prompt_weight, weights)
         return router_loss(self.lm.config, router_logits, weights)
 
-    def token_logps(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """(N,) log-probs of ``labels`` given final hidden states (N, H)."""
+    def token_logps(self, hidden: torch.Tensor, labels: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(N,) log-probs of ``labels`` given final hidden states (N, H); with ``paths.wpo``
+        also (N,) ``log sum_v p_v²`` without gradient, else None."""
         head = self.lm.get_output_embeddings()
         cap = getattr(self.lm.config, "final_logit_softcapping", None)
         if self.paths.chunked_logps and type(head) is torch.nn.Linear:
             chunk = self.paths.chunk_tokens or default_chunk_tokens(head.weight.shape[0])
-            return chunked_token_logps(hidden, head.weight, head.bias, labels, chunk, cap)
+            if self.paths.wpo:
+                return chunked_token_logps_with_sq(hidden, head.weight, head.bias, labels,
+                                                   chunk, cap)
+            return chunked_token_logps(hidden, head.weight, head.bias, labels, chunk, cap), None
         # A head that is not a plain linear layer (a LoRA-adapted one): whole logits, but at
         # the response positions only.
-        return plain_token_log_probs(soft_cap(head(hidden), cap), labels)
+        logits = soft_cap(head(hidden), cap)                                 # (N, V)
+        if not self.paths.wpo:
+            return plain_token_log_probs(logits, labels), None
+        with torch.no_grad():
+            log_sum_sq = log_sum_sq_probs(logits)
+        return plain_token_log_probs(logits, labels), log_sum_sq
 
 
 def score_batch(module: Any, batch: PairBatch | PackedPairs) -> SequenceLogps:
-    """Run ``module`` (a ResponseLogps or its wrapper) on ``batch``; per-pair sums and counts."""
-    sums, counts, aux = module(batch)
+    """Run ``module`` (a ResponseLogps or its wrapper) on ``batch``; per-pair sums and counts,
+    and WPO weights where its paths ask for them."""
+    sums, counts, aux, weights = module(batch)
     b = batch.num_pairs
-    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux)
+    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux,
+                         None if weights is None else weights[:b],
+                         None if weights is None else weights[b:])

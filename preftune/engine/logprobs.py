@@ -4,6 +4,16 @@ A batch of B pairs becomes 2B right-padded sequences, chosen ones first:
 ``prompt + chosen`` and ``prompt + rejected``. Only response positions count; the prompt
 is context. Per-token log-probs are ``logit[label] - logsumexp(logits)``, which never
 materialises a second (2B, T, V) tensor of log-softmax values.
+
+Two variants of TRL's DPOTrainer change what is summed or returned:
+
+- LD-DPO (``ld_alpha``; Liu et al. 2024, arXiv:2409.06411, Eq. 9): a response's sum is
+  ``shared + ld_alpha * tail``, "shared" its first min(len_chosen, len_rejected) scored tokens
+  and "tail" the rest. The weight of each token is fixed when the batch is laid out
+  (``ld_weights``), so the policy and the reference scoring the same batch weight alike.
+  Token counts stay the real counts.
+- WPO (``wpo``; Zhou et al. 2024, arXiv:2406.11827, Eq. 2): each sequence's weight
+  ``exp(mean over its scored tokens of log p(token) - log sum_v p_v²)``, without gradient.
 """
 
 from __future__ import annotations
@@ -22,10 +32,14 @@ class PairBatch:
     attention_mask: torch.Tensor  # (2B, T)
     response_mask: torch.Tensor   # (2B, T) 1 where the token at t is a response token
     num_pairs: int
+    # (2B, T) float32 LD-DPO weight of the token at t in its response's sum (1 shared, alpha
+    # tail); None: every token 1, the plain sum.
+    ld_weight: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> PairBatch:
         return PairBatch(self.input_ids.to(device), self.attention_mask.to(device),
-                         self.response_mask.to(device), self.num_pairs)
+                         self.response_mask.to(device), self.num_pairs,
+                         None if self.ld_weight is None else self.ld_weight.to(device))
 
     @property
     def num_tokens(self) -> int:
@@ -55,15 +69,18 @@ class TokenRows:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
-    def batch(self, indices: list[int], pad_id: int) -> PairBatch:
+    def batch(self, indices: list[int], pad_id: int, ld_alpha: float | None = None
+              ) -> PairBatch:
         return collate_pairs([self.prompt_ids[i] for i in indices],
                              [self.chosen_ids[i] for i in indices],
-                             [self.rejected_ids[i] for i in indices], pad_id)
+                             [self.rejected_ids[i] for i in indices], pad_id, ld_alpha)
 
 
 def collate_pairs(prompts: list[list[int]], chosen: list[list[int]],
-                  rejected: list[list[int]], pad_id: int) -> PairBatch:
-    """Right-padded ``prompt + chosen`` sequences, then ``prompt + rejected`` ones."""
+                  rejected: list[list[int]], pad_id: int,
+                  ld_alpha: float | None = None) -> PairBatch:
+    """Right-padded ``prompt + chosen`` sequences, then ``prompt + rejected`` ones; with
+    ``ld_alpha``, LD-DPO's weight of every token."""
     sequences = [p + c for p, c in zip(prompts, chosen, strict=True)]
     sequences += [p + r for p, r in zip(prompts, rejected, strict=True)]
     prompt_lengths = [len(p) for p in prompts] * 2
@@ -75,21 +92,49 @@ def collate_pairs(prompts: list[list[int]], chosen: list[list[int]],
         input_ids[i, :len(seq)] = torch.tensor(seq, dtype=torch.long)
         attention_mask[i, :len(seq)] = 1
         response_mask[i, start:len(seq)] = 1
-    return PairBatch(input_ids, attention_mask, response_mask, len(prompts))
+    ld_weight = None
+    if ld_alpha is not None and ld_alpha != 1.0:
+        scored = response_mask[:, 1:]                         # (2B, T-1) what the sums count
+        rank = scored.cumsum(1) - 1                           # (2B, T-1) index among them
+        owner = torch.arange(len(sequences))[:, None]         # (2B, 1)
+        ld_weight = torch.ones(response_mask.shape, dtype=torch.float32)
+        ld_weight[:, 1:] = ld_weights(rank, owner, scored.sum(1), ld_alpha)
+    return PairBatch(input_ids, attention_mask, response_mask, len(prompts), ld_weight)
+
+
+def ld_weights(rank: torch.Tensor, owner: torch.Tensor, counts: torch.Tensor,
+               ld_alpha: float) -> torch.Tensor:
+    """LD-DPO's weight of each scored token: 1 among its response's first
+    min(len_chosen, len_rejected) tokens, ``ld_alpha`` after (Liu et al. 2024, Eq. 9).
+
+    ``rank``: each token's index among its response's scored tokens; ``owner``: its sequence
+    (chosen i is i, rejected i is B + i), same shape or broadcastable; ``counts``: (2B,) scored
+    tokens per sequence. E.g. chosen of 2 tokens, rejected of 4, alpha 0.5: chosen weights
+    [1, 1], rejected [1, 1, 0.5, 0.5].
+    """
+    b = counts.shape[0] // 2
+    shared = torch.minimum(counts[:b], counts[b:]).repeat(2)  # (2B,)
+    return torch.where(rank < shared[owner], 1.0, ld_alpha).float()
 
 
 @dataclass
 class SequenceLogps:
-    chosen: torch.Tensor           # (B,) summed response log-probs
+    chosen: torch.Tensor           # (B,) summed response log-probs (LD-weighted with ld_alpha)
     rejected: torch.Tensor         # (B,)
-    chosen_tokens: torch.Tensor    # (B,) response token counts
+    chosen_tokens: torch.Tensor    # (B,) response token counts (real counts, whatever ld_alpha)
     rejected_tokens: torch.Tensor  # (B,)
     router_aux: torch.Tensor       # () a mixture-of-experts router's balancing loss, or 0
+    # (B,) WPO weights exp(mean log p - log sum p²) of each response, no gradient; None unless
+    # the pass was asked for them (wpo).
+    chosen_weight: torch.Tensor | None = None
+    rejected_weight: torch.Tensor | None = None
 
 
-def sequence_logps(model: Any, batch: PairBatch, router_aux: bool = False) -> SequenceLogps:
-    """Run ``model`` on the batch and sum the log-probs of each response's tokens; with
-    ``router_aux``, also the router's load-balancing loss over the unpadded tokens."""
+def sequence_logps(model: Any, batch: PairBatch, router_aux: bool = False,
+                   wpo: bool = False) -> SequenceLogps:
+    """Run ``model`` on the batch and sum the log-probs of each response's tokens (weighted by
+    ``batch.ld_weight`` where set); with ``router_aux``, also the router's load-balancing loss
+    over the unpadded tokens; with ``wpo``, WPO's weight of each response."""
     extra = {"output_router_logits": True} if router_aux else {}
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                 use_cache=False, **extra)
@@ -99,12 +144,20 @@ def sequence_logps(model: Any, batch: PairBatch, router_aux: bool = False) -> Se
     labels = batch.input_ids[:, 1:]                              # (2B, T-1)
     mask = batch.response_mask[:, 1:].to(logits.dtype)           # (2B, T-1)
     token_logps = token_log_probs(logits, labels)                # (2B, T-1)
-    sums = (token_logps * mask).sum(-1)                          # (2B,)
+    weight = mask if batch.ld_weight is None else mask * batch.ld_weight[:, 1:]
+    sums = (token_logps * weight).sum(-1)                        # (2B,)
     counts = mask.sum(-1)                                        # (2B,)
     b = batch.num_pairs
     aux = router_loss(model.config, out.router_logits, batch.attention_mask) if router_aux \
         else sums.new_zeros(())
-    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux)
+    weights = None
+    if wpo:
+        with torch.no_grad():
+            aligned = ((token_logps - log_sum_sq_probs(logits)) * mask).sum(-1)  # (2B,)
+            weights = wpo_weights(aligned, counts)
+    return SequenceLogps(sums[:b], sums[b:], counts[:b], counts[b:], aux,
+                         None if weights is None else weights[:b],
+                         None if weights is None else weights[b:])
 
 
 def router_loss(config: Any, router_logits: Any, weights: torch.Tensor) -> torch.Tensor:
@@ -120,3 +173,17 @@ def token_log_probs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     logits = logits.float()
     picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)  # (N, T)
     return picked - logits.logsumexp(-1)
+
+
+def log_sum_sq_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log sum_v p_v² per position, in float32: ``logsumexp(2 * log_softmax(logits))``, computed
+    as ``logsumexp(2 z) - 2 logsumexp(z)`` (no log-softmax tensor)."""
+    logits = logits.float()
+    return logits.mul(2).logsumexp(-1) - 2 * logits.logsumexp(-1)
+
+
+def wpo_weights(aligned_sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """WPO's weight of each sequence (Zhou et al. 2024, Eq. 2, as TRL computes it):
+    ``exp(aligned_sums / counts)``, the sums being of ``log p(token) - log sum_v p_v²`` over the
+    sequence's scored tokens. An empty response averages 0 (weight 1), as in TRL."""
+    return torch.exp(aligned_sums / counts.clamp(min=1))

@@ -15,6 +15,8 @@ Only the hidden states that predict a response token are scored: ``hidden_index`
 them (flat over rows × positions) and ``labels`` holds the token each one predicts. The first
 token of both responses is predicted by the prompt's last position. ``owner`` maps each scored
 token to its sequence: pair i's chosen response is sequence i, its rejected one ``B + i``.
+With ``ld_alpha`` (LD-DPO), ``ld_weight`` holds each scored token's weight in its response's
+sum, as ``logprobs.ld_weights`` defines it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from preftune.engine.logprobs import ld_weights
 
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, 3
 
@@ -37,12 +41,14 @@ class PackedPairs:
     labels: torch.Tensor        # (N,) the response token each scored position predicts
     owner: torch.Tensor         # (N,) sequence of each scored token: chosen i → i, rejected → B + i
     num_pairs: int
+    ld_weight: torch.Tensor | None = None  # (N,) float32 LD-DPO weights; None: all 1
 
     def to(self, device: torch.device | str) -> PackedPairs:
         return PackedPairs(
             self.input_ids.to(device), self.position_ids.to(device), self.segment_ids.to(device),
             self.part.to(device), self.hidden_index.to(device), self.labels.to(device),
-            self.owner.to(device), self.num_pairs)
+            self.owner.to(device), self.num_pairs,
+            None if self.ld_weight is None else self.ld_weight.to(device))
 
     @property
     def num_tokens(self) -> int:
@@ -93,9 +99,10 @@ class PackedPairs:
 
 
 def pack_pairs(prompts: list[list[int]], chosen: list[list[int]], rejected: list[list[int]],
-               pad_id: int, shared_prompt: bool = True, several_per_row: bool = True
-               ) -> PackedPairs:
-    """Lay out B pairs as packed rows (see the module docstring)."""
+               pad_id: int, shared_prompt: bool = True, several_per_row: bool = True,
+               ld_alpha: float | None = None) -> PackedPairs:
+    """Lay out B pairs as packed rows (see the module docstring); with ``ld_alpha``, LD-DPO's
+    weight of every scored token."""
     segments = _segments(prompts, chosen, rejected, shared_prompt)
     rows = _fill_rows([len(s.ids) for s in segments], several_per_row)
     width = max(sum(len(segments[i].ids) for i in row) for row in rows)
@@ -122,10 +129,22 @@ def pack_pairs(prompts: list[list[int]], chosen: list[list[int]], rejected: list
             offset = end
     # Padding attends to itself only, so that no softmax row is empty.
     segment_ids[part == PAD] = -1 - torch.arange(int((part == PAD).sum()))
+    owners = torch.tensor(owner, dtype=torch.long)
     return PackedPairs(input_ids, position_ids, segment_ids, part,
                        torch.tensor(hidden_index, dtype=torch.long),
-                       torch.tensor(labels, dtype=torch.long),
-                       torch.tensor(owner, dtype=torch.long), len(prompts))
+                       torch.tensor(labels, dtype=torch.long), owners, len(prompts),
+                       None if ld_alpha is None or ld_alpha == 1.0 else
+                       _ld_weights(owners, 2 * len(prompts), ld_alpha))
+
+
+def _ld_weights(owner: torch.Tensor, sequences: int, ld_alpha: float) -> torch.Tensor:
+    """(N,) LD-DPO weights of the scored tokens, whose order within a response is its order."""
+    counts = torch.bincount(owner, minlength=sequences)                 # (2B,)
+    starts = counts.cumsum(0) - counts                                  # (2B,) in owner order
+    order = torch.argsort(owner, stable=True)                           # tokens by sequence
+    rank = torch.empty_like(owner)
+    rank[order] = torch.arange(len(owner)) - starts[owner[order]]       # (N,)
+    return ld_weights(rank, owner, counts, ld_alpha)
 
 
 @dataclass

@@ -5,6 +5,11 @@ without LoRA it is the policy itself before its first update (precomputed log-pr
 frozen copy of the starting weights (log-probs computed during training, or a resumed run).
 The cache key covers the model's identity, its dtype and the exact token ids, so a sweep over
 beta or the learning rate on the same model and data computes the reference once.
+
+LD-DPO (``ld_alpha``) changes the reference sums as it changes the policy's: the batches carry
+its token weights (``forward.layout``), and the reference scores them as they are. Precomputed
+and cached reference log-probs therefore depend on ``ld_alpha``, and so does the cache key.
+WPO weights come from the policy only: the reference pass never computes them.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,9 @@ from preftune.fsutil import atomic_path
 def reference_logps(policy: Any, ref_model: Any | None, batch: PairBatch | PackedPairs,
                     paths: FastPaths, policy_is_reference: bool = False) -> SequenceLogps:
     """The reference's log-probs for one batch: the frozen copy, the policy sans adapters, or,
-    with ``policy_is_reference`` (full fine-tuning before its first update), the policy."""
+    with ``policy_is_reference`` (full fine-tuning before its first update), the policy.
+    LD-DPO weights are the batch's own (laid out with ``paths.ld_alpha``); no WPO weights."""
+    paths = replace(paths, wpo=False)
     if ref_model is not None:
         return score_batch(ResponseLogps(ref_model, paths), batch)
     if policy_is_reference:
@@ -62,10 +70,15 @@ def reference_pass(policy: Any, ref_model: Any | None, batches: Iterable[PairBat
     return np.concatenate(chosen), np.concatenate(rejected)
 
 
-def cache_key(model_source: str, dtype: str, rows: pa.Table) -> str:
-    """A key that changes when the model, its dtype or any token id changes."""
+def cache_key(model_source: str, dtype: str, rows: pa.Table,
+              ld_alpha: float | None = None) -> str:
+    """A key that changes when the model, its dtype, any token id or LD-DPO's ``ld_alpha``
+    changes (None and 1.0 both mean plain sums: the key of a run without LD-DPO)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"model": _model_identity(model_source), "dtype": dtype}).encode())
+    identity = {"model": _model_identity(model_source), "dtype": dtype}
+    if ld_alpha not in (None, 1.0):
+        identity["ld_alpha"] = float(ld_alpha)
+    h.update(json.dumps(identity).encode())
     for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
         column = rows.column(name).combine_chunks()
         h.update(np.asarray(column.offsets).tobytes())

@@ -70,3 +70,36 @@ def test_additive_mask_matches_the_boolean_one():
     additive = packed.attention_mask("eager", torch.float32)
     assert torch.equal(additive == 0, allowed)
     assert packed.attention_mask("sdpa", torch.float32).dtype == torch.bool
+
+
+def test_ld_weights_worked_by_hand():
+    # Chosen of 2 tokens, rejected of 4, alpha 0.5: shared length min(2, 4) = 2, so chosen
+    # weighs [1, 1] and rejected [1, 1, 0.5, 0.5]: rejected's sum is l6 + l7 + 0.5 (l8 + l9).
+    packed = pack_pairs([[1, 2, 3]], [[4, 5]], [[6, 7, 8, 9]], pad_id=0, ld_alpha=0.5)
+    assert packed.owner.tolist() == [0, 0, 1, 1, 1, 1]
+    assert packed.ld_weight.tolist() == [1, 1, 1, 1, 0.5, 0.5]
+    assert packed.ld_weight.dtype == torch.float32
+
+
+def test_ld_weights_follow_each_pair_in_every_layout():
+    # Pair 0: chosen 3, rejected 1 (chosen's tail is 2 tokens); pair 1: 2 and 2 (no tail).
+    prompts, chosen, rejected = [[1, 2], [3]], [[4, 4, 4], [5, 5]], [[6], [7, 7]]
+    for shared in (True, False):
+        for several in (True, False):
+            packed = pack_pairs(prompts, chosen, rejected, 0, shared_prompt=shared,
+                                several_per_row=several, ld_alpha=0.25)
+            for owner, want in {0: [1, 0.25, 0.25], 1: [1, 1], 2: [1], 3: [1, 1]}.items():
+                assert packed.ld_weight[packed.owner == owner].tolist() == want
+
+
+def test_ld_weights_count_scored_tokens_only():
+    # An empty prompt leaves each response's first token unscored: chosen scores [4],
+    # rejected [6, 7]; shared length 1.
+    packed = pack_pairs([[]], [[3, 4]], [[5, 6, 7]], pad_id=0, ld_alpha=0.5)
+    assert packed.labels.tolist() == [4, 6, 7]
+    assert packed.ld_weight.tolist() == [1, 1, 0.5]
+
+
+def test_no_ld_weights_without_ld_alpha_or_at_one():
+    for alpha in (None, 1.0):
+        assert pack_pairs([[1]], [[2]], [[3, 4]], pad_id=0, ld_alpha=alpha).ld_weight is None
