@@ -208,3 +208,29 @@ def test_the_router_loss_is_transformers_own_in_both_layouts(family_dir):
                for paths in (plain, FastPaths(), FastPaths(shared_prompt=False))]
     for value in got:
         torch.testing.assert_close(value, want.float(), rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_ld_sums_and_wpo_weights_match_the_plain_path(family, family_dir):
+    """LD-DPO's weighted sums (alpha 0.5), their gradients and WPO's weights, packed and
+    chunked as against full logits of padded sequences (soft-capped for Gemma 2)."""
+    model = load_model(str(family_dir(family)), "fp32", attention_fallback=True,
+                       attn_implementation="sdpa").eval()  # GPT-2's dropout off
+    assert FastPaths().usable_with(model).packed  # the fast path claims this family
+    rows = _rows()
+    results = []
+    for paths in (FastPaths(False, False, False, ld_alpha=0.5, wpo=True),
+                  FastPaths(chunk_tokens=16, ld_alpha=0.5, wpo=True)):
+        model.zero_grad()
+        logps = score_batch(ResponseLogps(model, paths), layout(rows, list(range(5)), 0, paths))
+        (0.7 * logps.chosen.sum() - logps.rejected.sum()).backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((torch.cat([logps.chosen, logps.rejected]).detach(),
+                        torch.cat([logps.chosen_weight, logps.rejected_weight]), grads))
+    (sums, weights, grads), (fast_sums, fast_weights, fast_grads) = results
+    sums_rel = float(((fast_sums - sums) / sums).abs().max())
+    weights_rel = float(((fast_weights - weights) / weights).abs().max())
+    grads_rel = float((fast_grads - grads).abs().max() / grads.abs().max())
+    print(f"LD+WPO {family} sums {sums_rel:.1e} weights {weights_rel:.1e} grads {grads_rel:.1e}")
+    assert sums_rel < 1e-5 and weights_rel < 1e-5 and grads_rel < 1e-5
+    assert (weights > 0).all() and not fast_weights.requires_grad
