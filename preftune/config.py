@@ -242,6 +242,14 @@ class TrainConfig(BaseModel):
             return [v for v in value if v not in ("none", "", None)]
         return value
 
+    @field_validator("loss_weights", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        """Accept "0.8,0.2,1" as TRL's command line spells a list."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.strip("[]").split(",") if part.strip()]
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _layer(cls, data: Any) -> Any:
@@ -282,6 +290,9 @@ class TrainConfig(BaseModel):
         if self.use_weighting and {"aot", "aot_unpaired"} & set(names):
             raise ValueError("use_weighting does not apply to aot and aot_unpaired, which "
                              "compare sorted log-ratios across the batch")
+        if ALGORITHMS[names[0]].data == "unpaired" and self.ld_alpha not in (None, 1.0):
+            raise ValueError("ld_alpha does not apply to unpaired data: it compares the "
+                             "lengths of a pair's two responses")
         if "kto" in names and self.batch_size < 2:
             raise ValueError("kto needs batch_size >= 2: its KL term is estimated from the "
                              "other examples of the batch")

@@ -93,6 +93,8 @@ def _memory_mb(cfg: TrainConfig, model: dict[str, Any], longest: int) -> dict[st
     vocab = model["vocab_size"] or 0
     chunk = cfg.logps_chunk_tokens or default_chunk_tokens(max(vocab, 1))
     logit_rows = min(chunk, tokens) * 3 if cfg.chunked_logps else tokens
+    if cfg.use_weighting:  # WPO's log sum p^2 holds one more block of the same size
+        logit_rows += min(chunk, tokens) if cfg.chunked_logps else tokens
     logits = logit_rows * vocab * 4
     # A frozen copy lives through training only when the reference is not precomputed.
     reference = 0 if (cfg.lora or not needs_reference(cfg.algorithms)

@@ -65,7 +65,8 @@ class Scorer:
         pair = PairLogps(policy_chosen=logps.chosen, policy_rejected=logps.rejected,
                          chosen_tokens=logps.chosen_tokens,
                          rejected_tokens=logps.rejected_tokens,
-                         ref_chosen=ref_chosen, ref_rejected=ref_rejected, labels=labels)
+                         ref_chosen=ref_chosen, ref_rejected=ref_rejected, labels=labels,
+                         chosen_weight=logps.chosen_weight, rejected_weight=logps.rejected_weight)
         return self.loss_fn(pair, self.params), logps, batch
 
 

@@ -308,7 +308,7 @@ def attention_kernel(cfg: TrainConfig, device: torch.device) -> str:
 def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: TokenRows,
                      report: Reporter) -> RowLogps:
     """Reference log-probs of every row, from the cache when model and tokens are the same."""
-    key = cache_key(resolve_model(cfg.model), cfg.dtype, dataset.data.table)
+    key = cache_key(resolve_model(cfg.model), cfg.dtype, dataset.data.table, cfg.ld_alpha)
     cache = settings.cache_dir() / "reference"
     cached = load_cached(cache, key)
     report.reference(len(rows), cached is not None)
