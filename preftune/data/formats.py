@@ -1,6 +1,7 @@
 """Preference formats: what each looks like, how to recognise it, how to check a record.
 
-Formats (``FORMATS``), detected from the first record's content or forced by name:
+Formats (``FORMATS``), detected from the first record's content or forced by name. All but
+the last give preference pairs:
 
 - ``pairs``: ``{prompt, responses: [..], pairs: [[preferred, rejected], ..], sft_target?}``;
   every index pair becomes one pair.
@@ -10,6 +11,9 @@ Formats (``FORMATS``), detected from the first record's content or forced by nam
   assistant messages (a plain string is taken as one assistant message).
 - ``openai``: ``{input: {messages}, preferred_output: [..], non_preferred_output: [..]}``.
 - ``sharegpt``: ``{conversations: [{from, value}], chosen: {from, value}, rejected: {..}}``.
+- ``unpaired``: TRL's unpaired preference format, ``{prompt, completion, label}`` with the
+  label a boolean (true: desirable), the prompt and completion text or messages; what KTO
+  trains on. Field names configurable.
 
 Each format's parser turns one raw record into canonical pairs, or into issues that name the
 field and say what was expected and found. Reading whole sources is ``reader``'s job.
@@ -32,7 +36,11 @@ from preftune.data.sources import (
     describe,
 )
 
-FORMATS = ("pairs", "flat", "implicit", "conversational", "openai", "sharegpt")
+FORMATS = ("pairs", "flat", "implicit", "conversational", "openai", "sharegpt", "unpaired")
+UNPAIRED_FORMATS = ("unpaired",)
+# How a label may be written: JSON has booleans; CSV has only text, and 0/1 is common in both.
+_LABEL_TEXT = {"true": True, "false": False, "1": True, "0": False}
+LABEL_EXPECTED = "a boolean (true or false; 1 and 0 are read as true and false)"
 _SHAREGPT_ROLES = {
     "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
     "model": "assistant", "bot": "assistant", "chatgpt": "assistant", "system": "system",
@@ -42,11 +50,18 @@ _SHAREGPT_ROLES = {
 
 @dataclass(frozen=True)
 class FieldNames:
-    """Column names of the flat and conversational formats."""
+    """Column names of the flat, conversational and unpaired formats."""
 
     prompt: str = "prompt"
     chosen: str = "chosen"
     rejected: str = "rejected"
+    completion: str = "completion"
+    label: str = "label"
+
+
+def format_kind(fmt: str) -> str:
+    """``paired`` (prompt, chosen, rejected) or ``unpaired`` (prompt, completion, label)."""
+    return "unpaired" if fmt in UNPAIRED_FORMATS else "paired"
 
 
 # --------------------------------------------------------------------------------- detection
@@ -70,6 +85,9 @@ def detect_format(record: Any, names: FieldNames) -> tuple[str | None, dict[str,
         values = (record[names.prompt], record[names.chosen], record[names.rejected])
         conversational = any(isinstance(v, list | dict) for v in values)
         return ("conversational" if conversational else "flat"), {}
+    if names.completion in keys or (names.label in keys and names.chosen not in keys
+                                    and names.rejected not in keys):
+        return "unpaired", {}
     found = ", ".join(sorted(keys)) or "none"
     return None, {
         "pairs": "no 'responses' or 'pairs' field",
@@ -78,6 +96,7 @@ def detect_format(record: Any, names: FieldNames) -> tuple[str | None, dict[str,
         "conversational": f"no '{names.prompt}', '{names.chosen}' and '{names.rejected}' fields",
         "openai": "no 'input' and 'preferred_output' fields",
         "sharegpt": "no 'conversations' field",
+        "unpaired": f"no '{names.completion}' and '{names.label}' fields",
         "found": f"fields {found}",
     }
 
@@ -132,6 +151,17 @@ class RecordChecker:
         if value is None or isinstance(value, str) and not value.strip():
             return None
         return self.text(value, key)
+
+    def label(self, value: Any, path: str) -> bool | None:
+        """A desirable (true) or undesirable (false) label; see ``LABEL_EXPECTED``."""
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _LABEL_TEXT:
+            return _LABEL_TEXT[value.strip().lower()]
+        self.wrong(path, LABEL_EXPECTED, value)
+        return None
 
     def content(self, value: Any, path: str) -> str | None:
         """Message content: a string, or OpenAI-style parts ``[{type: text, text}]``."""
@@ -441,9 +471,25 @@ def _implicit_messages(rec: RecordChecker, names: FieldNames, chosen_value: Any,
     return [_pair(rec, prompt, responses[0], responses[1], None, None)]
 
 
+def _parse_unpaired(rec: RecordChecker, names: FieldNames) -> list[Pair]:
+    """One example: ``{prompt, completion, label}`` (TRL's unpaired preference format)."""
+    values = [rec.require(names.prompt), rec.require(names.completion), rec.require(names.label)]
+    if rec.issues:
+        return []
+    prompt = rec.prompt(values[0], names.prompt)
+    completion = rec.response(values[1], names.completion)
+    label = rec.label(values[2], names.label)
+    system = rec.optional_text("system")
+    if rec.issues:
+        return []
+    return [{"prompt": _with_system(rec, prompt, system), "completion": completion,
+             "label": label, "system": None if rec.conversational else system}]
+
+
 PARSERS: dict[str, Parser] = {
     "pairs": _parse_pairs, "flat": _parse_flat, "conversational": _parse_flat,
     "implicit": _parse_implicit, "openai": _parse_openai, "sharegpt": _parse_sharegpt,
+    "unpaired": _parse_unpaired,
 }
 _CONSUMED = {
     "pairs": ("prompt", "responses", "pairs", "sft_target", "system"),
@@ -457,6 +503,8 @@ def consumed_fields(fmt: str, names: FieldNames) -> tuple[str, ...]:
         return (names.prompt, names.chosen, names.rejected, "system", "sft_target")
     if fmt == "implicit":
         return (names.chosen, names.rejected, "system")
+    if fmt == "unpaired":
+        return (names.prompt, names.completion, names.label, "system")
     return _CONSUMED[fmt]
 
 
@@ -466,5 +514,8 @@ def is_conversational(fmt: str, record: Any, names: FieldNames) -> bool:
         return True
     if fmt == "flat" or not isinstance(record, dict):
         return False
+    if fmt == "unpaired":
+        return any(isinstance(record.get(k), list | dict)
+                   for k in (names.prompt, names.completion))
     key = "prompt" if fmt == "pairs" else names.chosen
     return isinstance(record.get(key), list)

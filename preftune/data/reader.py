@@ -1,4 +1,5 @@
-"""Read a source into a ``PreferenceDataset``, collecting every problem on the way.
+"""Read a source into a ``PreferenceDataset`` (or an ``UnpairedDataset`` when its records are
+unpaired examples), collecting every problem on the way.
 
 Records go through the format's parser one by one (``formats``) and into Arrow in chunks.
 A flat text dataset in a columnar container (JSONL, parquet, CSV, a saved dataset) takes a
@@ -26,10 +27,18 @@ from preftune.data.formats import (
     RecordChecker,
     consumed_fields,
     detect_format,
+    format_kind,
     is_conversational,
     no_format_problem,
 )
-from preftune.data.records import CORE_COLUMNS, PreferenceDataset, Problem, canonical_schema
+from preftune.data.records import (
+    CORE_COLUMNS,
+    PreferenceDataset,
+    Problem,
+    UnpairedDataset,
+    canonical_schema,
+    unpaired_schema,
+)
 from preftune.data.sources import (
     INVALID,
     RawRecord,
@@ -45,29 +54,33 @@ from preftune.errors import DataError, UsageError
 
 _CHUNK = 65536
 
+
 @dataclass
 class ReadResult:
-    """What reading a source produced: the dataset when valid, and every problem found."""
+    """What reading a source produced: the dataset when valid, and every problem found.
+
+    ``dataset`` is an ``UnpairedDataset`` when the format is an unpaired one."""
 
     source: str
     format: str | None
     num_records: int
-    dataset: PreferenceDataset | None
+    dataset: PreferenceDataset | UnpairedDataset | None
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0  # may exceed len(problems): only the first max_problems are kept
-
 
 
 # ------------------------------------------------------------------------------ the builder
 
 
 class _TableBuilder:
-    """Accumulates pairs column by column and emits Arrow record batches of fixed size."""
+    """Accumulates rows (pairs or unpaired examples) column by column and emits Arrow record
+    batches of fixed size."""
 
-    def __init__(self, conversational: bool) -> None:
-        self.schema = canonical_schema(conversational)
+    def __init__(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.core = tuple(schema.names)
         self.tables: list[pa.Table] = []
-        self.columns: dict[str, list[Any]] = {n: [] for n in CORE_COLUMNS}
+        self.columns: dict[str, list[Any]] = {n: [] for n in self.core}
         self.meta: dict[str, list[Any]] = {}
         self.rows = 0
 
@@ -75,7 +88,7 @@ class _TableBuilder:
         for pair in pairs:
             self.columns["record"].append(raw.index)
             self.columns["line"].append(raw.line)
-            for key in ("prompt", "chosen", "rejected", "system", "sft_target"):
+            for key in self.core[2:]:
                 self.columns[key].append(pair[key])
             for key in metadata:
                 if key not in self.meta:
@@ -90,12 +103,12 @@ class _TableBuilder:
         if not self.rows:
             return
         arrays = [pa.array(self.columns[f.name], type=f.type) for f in self.schema]
-        names = list(CORE_COLUMNS)
+        names = list(self.core)
         for key, values in self.meta.items():
             arrays.append(_scalar_array(values))
             names.append(key)
         self.tables.append(pa.Table.from_arrays(arrays, names=names))
-        self.columns = {n: [] for n in CORE_COLUMNS}
+        self.columns = {n: [] for n in self.core}
         self.meta = {k: [] for k in self.meta}
         self.rows = 0
 
@@ -107,7 +120,7 @@ class _TableBuilder:
             return pa.concat_tables(self.tables, promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             # A metadata column whose type differs between chunks: keep it as text.
-            names = {n for t in self.tables for n in t.column_names} - set(CORE_COLUMNS)
+            names = {n for t in self.tables for n in t.column_names} - set(self.core)
             return pa.concat_tables([_stringify(t, names) for t in self.tables],
                                     promote_options="permissive")
 
@@ -126,13 +139,14 @@ def _stringify(table: pa.Table, names: set[str]) -> pa.Table:
     return table
 
 
-def _metadata(value: dict[str, Any], consumed: tuple[str, ...]) -> dict[str, Any]:
+def _metadata(value: dict[str, Any], consumed: tuple[str, ...],
+              core: tuple[str, ...]) -> dict[str, Any]:
     """Scalar fields the format does not use (e.g. a category), kept as columns."""
     out = {}
     for key, v in value.items():
         if key in consumed or not isinstance(v, str | int | float | bool):
             continue
-        out[f"meta_{key}" if key in CORE_COLUMNS else key] = v
+        out[f"meta_{key}" if key in core else key] = v
     return out
 
 
@@ -141,7 +155,8 @@ def _metadata(value: dict[str, Any], consumed: tuple[str, ...]) -> dict[str, Any
 
 def read_preferences(source: str | os.PathLike[str], format: str | None = None,
                      fields: FieldNames | None = None, max_problems: int = 20) -> ReadResult:
-    """Read any supported source into a ``PreferenceDataset``, collecting every problem.
+    """Read any supported source into a ``PreferenceDataset`` (an ``UnpairedDataset`` for
+    unpaired examples), collecting every problem.
 
     Returns a ``ReadResult`` whose ``dataset`` is None when any problem was found; at most
     ``max_problems`` problems are kept, ``problem_count`` counts them all.
@@ -234,7 +249,9 @@ def _parse_all(src: Source, records: Iterable[RawRecord], problems: list[Problem
                conversational: bool, names: FieldNames, max_problems: int) -> ReadResult:
     parser = PARSERS[fmt]
     consumed = consumed_fields(fmt, names)
-    builder = _TableBuilder(conversational)
+    unpaired = format_kind(fmt) == "unpaired"
+    builder = _TableBuilder(unpaired_schema(conversational) if unpaired
+                            else canonical_schema(conversational))
     count = 0
     extra = 0  # problems beyond max_problems: counted, not kept
     for raw in records:
@@ -256,14 +273,17 @@ def _parse_all(src: Source, records: Iterable[RawRecord], problems: list[Problem
             else:
                 extra += 1
         if not problems:
-            builder.add(raw, pairs, _metadata(raw.value, consumed))
+            builder.add(raw, pairs, _metadata(raw.value, consumed, builder.core))
     if problems:
         return _result(src, fmt, count, None, problems, max_problems, extra)
-    return _result(src, fmt, count, PreferenceDataset(builder.finish(), fmt, src.name, count),
-                   [], max_problems)
+    table = builder.finish()
+    dataset = (UnpairedDataset(table, fmt, src.name, count) if unpaired
+               else PreferenceDataset(table, fmt, src.name, count))
+    return _result(src, fmt, count, dataset, [], max_problems)
 
 
-def _result(src: Source, fmt: str | None, count: int, dataset: PreferenceDataset | None,
+def _result(src: Source, fmt: str | None, count: int,
+            dataset: PreferenceDataset | UnpairedDataset | None,
             problems: list[Problem], max_problems: int, extra: int = 0) -> ReadResult:
     return ReadResult(src.name, fmt, count, dataset, problems[:max_problems],
                       len(problems) + extra)

@@ -15,6 +15,18 @@ million pairs cost one columnar buffer rather than a million Python objects:
     sft_target string  the target response for SFT (defaults to chosen downstream)
     ...      any scalar metadata columns of the source (e.g. a category)
 
+An ``UnpairedExample`` is one judged answer, as KTO trains on (TRL's unpaired preference
+format): a prompt, a completion and a label, true when the completion is desirable. An
+``UnpairedDataset`` holds many in the same way:
+
+    record     int64    index of the source record (a split pair gives two examples)
+    line       int64    1-based line where that record starts (JSON/JSONL), else null
+    prompt     string | list<struct<role, content>>
+    completion string | list<struct<role, content>>
+    label      bool     true: desirable, false: undesirable
+    system     string   (text datasets; a conversational dataset keeps it as the first message)
+    ...        any scalar metadata columns of the source
+
 A ``Problem`` is one thing wrong with a file, located by file, record, line and field.
 """
 
@@ -25,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 
 class Message(TypedDict):
@@ -36,6 +49,7 @@ Text = str | list[Message]
 
 ROLES = ("system", "user", "assistant", "tool")
 CORE_COLUMNS = ("record", "line", "prompt", "chosen", "rejected", "system", "sft_target")
+UNPAIRED_COLUMNS = ("record", "line", "prompt", "completion", "label", "system")
 MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 
 
@@ -49,6 +63,18 @@ def canonical_schema(conversational: bool) -> pa.Schema:
         ("rejected", text),
         ("system", pa.string()),
         ("sft_target", pa.string()),
+    ])
+
+
+def unpaired_schema(conversational: bool) -> pa.Schema:
+    text = MESSAGES_TYPE if conversational else pa.string()
+    return pa.schema([
+        ("record", pa.int64()),
+        ("line", pa.int64()),
+        ("prompt", text),
+        ("completion", text),
+        ("label", pa.bool_()),
+        ("system", pa.string()),
     ])
 
 
@@ -136,6 +162,70 @@ class PreferenceDataset:
 
     def to_hf(self) -> Any:
         """The pairs as a ``datasets.Dataset`` (zero-copy over the same Arrow table)."""
+        import datasets
+
+        return datasets.Dataset(self.table)
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One judged answer: ``completion`` to ``prompt`` is desirable when ``label`` is true."""
+
+    prompt: Text
+    completion: Text
+    label: bool
+    system: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def conversational(self) -> bool:
+        return isinstance(self.prompt, list)
+
+
+@dataclass
+class UnpairedDataset:
+    """Unpaired examples in their Arrow schema (see the module docstring)."""
+
+    table: pa.Table
+    format: str
+    source: str
+    num_records: int
+
+    @property
+    def conversational(self) -> bool:
+        return pa.types.is_list(self.table.schema.field("prompt").type)
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        return [n for n in self.table.column_names if n not in UNPAIRED_COLUMNS]
+
+    @property
+    def desirable(self) -> int:
+        return int(pc.sum(self.table["label"]).as_py() or 0)
+
+    @property
+    def undesirable(self) -> int:
+        return len(self) - self.desirable
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __iter__(self) -> Iterator[UnpairedExample]:
+        meta = self.metadata_columns
+        for batch in self.table.to_batches(max_chunksize=4096):
+            for row in batch.to_pylist():
+                yield UnpairedExample(
+                    prompt=row["prompt"], completion=row["completion"], label=row["label"],
+                    system=row["system"], metadata={k: row[k] for k in meta},
+                )
+
+    def select(self, indices: list[int] | pa.Array) -> UnpairedDataset:
+        """A new dataset with the examples at ``indices``, in that order."""
+        return UnpairedDataset(self.table.take(indices), self.format, self.source,
+                               self.num_records)
+
+    def to_hf(self) -> Any:
+        """The examples as a ``datasets.Dataset`` (zero-copy over the same Arrow table)."""
         import datasets
 
         return datasets.Dataset(self.table)

@@ -1,6 +1,8 @@
-"""Dataset-to-dataset transforms: text normalisation, train/eval split, category balancing.
+"""Dataset-to-dataset transforms: text normalisation, train/eval split, unpairing, category
+balancing.
 
-All work column-wise on the Arrow table and are deterministic for a seed.
+All work column-wise on the Arrow table and are deterministic for a seed. Normalising and
+splitting take unpaired examples as well as pairs.
 """
 
 from __future__ import annotations
@@ -9,12 +11,13 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from preftune.data.records import PreferenceDataset
+from preftune.data.records import PreferenceDataset, UnpairedDataset
 from preftune.errors import UsageError
 
 NORMALIZERS = ("nfkc", "arabic")
@@ -23,10 +26,15 @@ NORMALIZERS = ("nfkc", "arabic")
 _ARABIC_MARKS = "[\u064b-\u065f\u0670\u0640]"
 # Alef with hamza above/below, madda, wasla → bare alef.
 _ARABIC_ALEFS = "[\u0622\u0623\u0625\u0671]"
-_TEXT_COLUMNS = ("prompt", "chosen", "rejected", "system", "sft_target")
+_TEXT_COLUMNS = ("prompt", "chosen", "rejected", "completion", "system", "sft_target")
+# Pairs are unpaired in blocks of this many, chosen ones first: TRL unpairs with a batched
+# ``datasets.map`` whose default batch size this is, and the same order gives the same KL rows.
+_UNPAIR_BLOCK = 1000
+
+AnyDataset = TypeVar("AnyDataset", bound=PreferenceDataset | UnpairedDataset)
 
 
-def normalize(dataset: PreferenceDataset, kinds: Sequence[str]) -> PreferenceDataset:
+def normalize(dataset: AnyDataset, kinds: Sequence[str]) -> AnyDataset:
     """Apply text normalisations (``nfkc``, ``arabic``) to every text and message content."""
     unknown = [k for k in kinds if k not in NORMALIZERS]
     if unknown:
@@ -36,10 +44,12 @@ def normalize(dataset: PreferenceDataset, kinds: Sequence[str]) -> PreferenceDat
         return dataset
     table = dataset.table
     for name in _TEXT_COLUMNS:
+        if name not in table.column_names:
+            continue
         column = table[name].combine_chunks()
         i = table.column_names.index(name)
         table = table.set_column(i, name, _map_text(column, lambda a: normalize_text(a, kinds)))
-    return PreferenceDataset(table, dataset.format, dataset.source, dataset.num_records)
+    return type(dataset)(table, dataset.format, dataset.source, dataset.num_records)
 
 
 def normalize_text(texts: pa.Array, kinds: Sequence[str]) -> pa.Array:
@@ -66,9 +76,10 @@ def _map_text(column: pa.Array, fn: Callable[[pa.Array], pa.Array]) -> pa.Array:
 # ------------------------------------------------------------------------------------ split
 
 
-def split(dataset: PreferenceDataset, eval_fraction: float,
-          seed: int = 0) -> tuple[PreferenceDataset, PreferenceDataset]:
-    """Deterministic train/eval split that keeps all pairs of one prompt on the same side.
+def split(dataset: AnyDataset, eval_fraction: float,
+          seed: int = 0) -> tuple[AnyDataset, AnyDataset]:
+    """Deterministic train/eval split that keeps all pairs (or examples) of one prompt on the
+    same side.
 
     Keeping prompts together stops the evaluation from scoring prompts seen in training.
     """
@@ -87,11 +98,15 @@ def split(dataset: PreferenceDataset, eval_fraction: float,
     is_eval_group = np.zeros(n_groups, dtype=bool)
     is_eval_group[order[:n_eval_groups]] = True
     is_eval = is_eval_group[groups]
-    return (dataset.select(pa.array(np.flatnonzero(~is_eval))),
-            dataset.select(pa.array(np.flatnonzero(is_eval))))
+    return (_take(dataset, np.flatnonzero(~is_eval)), _take(dataset, np.flatnonzero(is_eval)))
 
 
-def _prompt_groups(dataset: PreferenceDataset) -> np.ndarray:
+def _take(dataset: AnyDataset, rows: np.ndarray) -> AnyDataset:
+    return type(dataset)(dataset.table.take(pa.array(rows)), dataset.format, dataset.source,
+                         dataset.num_records)
+
+
+def _prompt_groups(dataset: PreferenceDataset | UnpairedDataset) -> np.ndarray:
     column = dataset.table["prompt"]
     if pa.types.is_list(column.type):
         keys = pa.array([json.dumps(v, sort_keys=True) for v in column.to_pylist()])
@@ -99,6 +114,34 @@ def _prompt_groups(dataset: PreferenceDataset) -> np.ndarray:
         keys = column.combine_chunks()
     encoded = pc.dictionary_encode(keys)
     return np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------- unpair
+
+
+def unpair(dataset: PreferenceDataset) -> UnpairedDataset:
+    """Each pair as two examples, (prompt, chosen, true) and (prompt, rejected, false), as
+    TRL's ``unpair_preference_dataset`` gives them.
+
+    The order is TRL's too: per block of 1,000 pairs, the chosen examples, then the rejected
+    ones; so examples that are neighbours (and lend each other KL completions) answer
+    different prompts. Both keep the pair's record, line, system and metadata columns;
+    ``sft_target`` is a pairs-only field and is dropped.
+    """
+    table = dataset.table
+    meta = dataset.metadata_columns
+    parts = []
+    # An empty dataset still goes round once, so that the result has the right column types.
+    for start in range(0, max(table.num_rows, 1), _UNPAIR_BLOCK):
+        block = table.slice(start, _UNPAIR_BLOCK)
+        for response, label in (("chosen", True), ("rejected", False)):
+            columns = {"record": block["record"], "line": block["line"],
+                       "prompt": block["prompt"], "completion": block[response],
+                       "label": pa.array([label] * block.num_rows, type=pa.bool_()),
+                       "system": block["system"]}
+            parts.append(pa.table({**columns, **{name: block[name] for name in meta}}))
+    return UnpairedDataset(pa.concat_tables(parts), dataset.format, dataset.source,
+                           dataset.num_records)
 
 
 # ---------------------------------------------------------------------------------- balance

@@ -535,3 +535,152 @@ def test_metadata_columns_keep_the_source_order(write_json, write_jsonl):
 
     assert jsonl.dataset.metadata_columns == list(meta)
     assert array.dataset.metadata_columns == list(meta)
+
+
+# ---------------------------------------------------------------------------------- unpaired
+
+UNPAIRED = [
+    {"prompt": "What is a café au lait?", "completion": "Coffee with hot milk.", "label": True,
+     "category": "food"},
+    {"prompt": "Say 'thank you' in Japanese.", "completion": "Merci.", "label": False,
+     "category": "language"},
+    {"prompt": "Boiling point of water at sea level?", "completion": "100 °C (212 °F).",
+     "label": True, "category": "science"},
+]
+UNPAIRED_CHAT = [
+    {"prompt": [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Say hello in Arabic."}],
+     "completion": [{"role": "assistant", "content": "مرحبا"}], "label": True},
+    {"prompt": [{"role": "user", "content": "2+2?"}],
+     "completion": [{"role": "assistant", "content": "5"}], "label": False},
+]
+
+
+def _unpaired_expected(records, lines=None):
+    return [
+        {"record": i, "line": None if lines is None else lines[i], "prompt": r["prompt"],
+         "completion": r["completion"], "label": r["label"], "system": None,
+         **({"category": r["category"]} if "category" in r else {})}
+        for i, r in enumerate(records)
+    ]
+
+
+def _write_unpaired(tmp_path, container, records):
+    """``records`` in ``container``, as the tools people use write them; the source to read."""
+    path = tmp_path / f"kto.{container}"
+    if container == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                        encoding="utf-8")
+    elif container == "json":
+        path.write_text(json.dumps(records, indent=2, ensure_ascii=False), encoding="utf-8")
+    elif container == "csv":
+        pd.DataFrame(records).to_csv(path, index=False)  # labels become True/False text
+    elif container == "parquet":
+        datasets.Dataset.from_list(records).to_parquet(str(path))
+    elif container == "save_to_disk":
+        path = tmp_path / "saved"
+        datasets.Dataset.from_list(records).save_to_disk(str(path))
+    elif container == "records":
+        return records
+    elif container == "hf_dataset":
+        return datasets.Dataset.from_list(records)
+    return path
+
+
+@pytest.mark.parametrize("container", ["jsonl", "json", "csv", "parquet", "save_to_disk",
+                                       "records", "hf_dataset"])
+def test_unpaired_text_in_every_container(tmp_path, container):
+    from preftune.data.reader import read_in_memory
+    from preftune.data.records import UnpairedDataset
+
+    source = _write_unpaired(tmp_path, container, UNPAIRED)
+    in_memory = container in ("records", "hf_dataset")
+
+    result = read_in_memory(source) if in_memory else read_preferences(source)
+
+    assert result.problems == [], [str(p) for p in result.problems]
+    assert result.format == "unpaired"
+    assert isinstance(result.dataset, UnpairedDataset)
+    lines = {"jsonl": [1, 2, 3], "json": [2, 8, 14]}.get(container)
+    assert result.dataset.table.to_pylist() == _unpaired_expected(UNPAIRED, lines)
+    assert (result.dataset.desirable, result.dataset.undesirable) == (2, 1)
+    assert result.dataset.metadata_columns == ["category"]
+    assert not result.dataset.conversational
+
+
+@pytest.mark.parametrize("container", ["jsonl", "parquet", "save_to_disk", "records"])
+def test_unpaired_conversational(tmp_path, container):
+    from preftune.data.reader import read_in_memory
+
+    source = _write_unpaired(tmp_path, container, UNPAIRED_CHAT)
+
+    result = read_in_memory(source) if container == "records" else read_preferences(source)
+
+    assert result.format == "unpaired"
+    assert result.dataset.conversational
+    rows = result.dataset.table.to_pylist()
+    assert [(r["prompt"], r["completion"], r["label"]) for r in rows] == [
+        (r["prompt"], r["completion"], r["label"]) for r in UNPAIRED_CHAT]
+
+
+def test_unpaired_plain_string_completion_after_chat_prompt_and_system_field(write_jsonl):
+    path = write_jsonl("chat.jsonl", [
+        {"prompt": [{"role": "user", "content": "2+2?"}], "completion": "4", "label": 1,
+         "system": "Be brief."}])
+
+    rows = read_preferences(path).dataset.table.to_pylist()
+
+    assert rows[0]["prompt"] == [{"role": "system", "content": "Be brief."},
+                                 {"role": "user", "content": "2+2?"}]
+    assert rows[0]["completion"] == [{"role": "assistant", "content": "4"}]
+    assert rows[0]["label"] is True
+
+
+@pytest.mark.parametrize(("written", "read"), [
+    (True, True), (False, False), (1, True), (0, False), (1.0, True),
+    ("true", True), ("False", False), (" TRUE ", True), ("1", True), ("0", False),
+])
+def test_unpaired_labels_are_booleans_or_0_1(write_jsonl, written, read):
+    path = write_jsonl("labels.jsonl", [{"prompt": "p", "completion": "c", "label": written}])
+
+    assert read_preferences(path).dataset.table["label"].to_pylist() == [read]
+
+
+@pytest.mark.parametrize("name", ["qa.jsonl", "qa.csv"])
+def test_unpaired_custom_field_names(tmp_path, name):
+    records = [{"question": "Where is the Louvre?", "answer": "In Paris.", "good": True},
+               {"question": "Capital of Japan?", "answer": "Kyoto.", "good": False}]
+    path = tmp_path / name
+    if name.endswith(".csv"):
+        pd.DataFrame(records).to_csv(path, index=False)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    result = read_preferences(path, fields=FieldNames("question", completion="answer",
+                                                      label="good"))
+
+    assert result.format == "unpaired"
+    assert [(r["prompt"], r["completion"], r["label"]) for r in
+            result.dataset.table.to_pylist()] == [
+        ("Where is the Louvre?", "In Paris.", True), ("Capital of Japan?", "Kyoto.", False)]
+    assert result.dataset.metadata_columns == []
+
+
+def test_pairs_with_a_label_column_stay_pairs(write_jsonl):
+    path = write_jsonl("d.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r",
+                                    "label": "math"}])
+
+    result = read_preferences(path)
+
+    assert result.format == "flat"
+    assert result.dataset.table["label"].to_pylist() == ["math"]
+
+
+def test_forcing_unpaired_on_pairs_reports_its_missing_fields(write_jsonl, flat_rows):
+    path = write_jsonl("d.jsonl", flat_rows[:1])
+
+    result = read_preferences(path, format="unpaired")
+
+    assert [str(p) for p in result.problems] == [
+        "d.jsonl:1: record 0: missing required field 'completion'",
+        "d.jsonl:1: record 0: missing required field 'label'"]

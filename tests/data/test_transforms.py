@@ -108,3 +108,97 @@ def test_balance_errors(tmp_path):
         balance(ds, "dialect", {"a": 1.0})
     with pytest.raises(UsageError, match="category 'c' has no pairs"):
         balance(ds, "category", {"a": 0.5, "c": 0.5})
+
+
+# ---------------------------------------------------------------------------------- unpair
+
+
+def test_unpair_gives_a_desirable_and_an_undesirable_example_per_pair(tmp_path):
+    from preftune.data.records import UnpairedDataset
+    from preftune.data.transforms import unpair
+
+    ds = _dataset(tmp_path, [
+        {"prompt": "p0", "chosen": "good 0", "rejected": "bad 0", "sft_target": "t", "cat": "a"},
+        {"prompt": "p1", "chosen": "good 1", "rejected": "bad 1", "system": "s", "cat": "b"}])
+
+    examples = unpair(ds)
+
+    assert isinstance(examples, UnpairedDataset)
+    assert (len(examples), examples.desirable, examples.undesirable) == (4, 2, 2)
+    assert examples.table.to_pylist() == [
+        {"record": 0, "line": 1, "prompt": "p0", "completion": "good 0", "label": True,
+         "system": None, "cat": "a"},
+        {"record": 1, "line": 2, "prompt": "p1", "completion": "good 1", "label": True,
+         "system": "s", "cat": "b"},
+        {"record": 0, "line": 1, "prompt": "p0", "completion": "bad 0", "label": False,
+         "system": None, "cat": "a"},
+        {"record": 1, "line": 2, "prompt": "p1", "completion": "bad 1", "label": False,
+         "system": "s", "cat": "b"},
+    ]
+
+
+def test_unpair_orders_examples_as_trl_does(tmp_path):
+    """TRL unpairs in blocks of 1,000 pairs (datasets.map's batch size), chosen ones first."""
+    import datasets
+    from trl.data_utils import unpair_preference_dataset
+
+    from preftune.data.transforms import unpair
+
+    rows = [{"prompt": f"q{i}", "chosen": f"yes {i}", "rejected": f"no {i}"}
+            for i in range(1500)]
+    ours = unpair(_dataset(tmp_path, rows)).table
+    trl = unpair_preference_dataset(datasets.Dataset.from_list(rows))
+
+    assert ours["completion"].to_pylist() == trl["completion"]
+    assert ours["label"].to_pylist() == trl["label"]
+    assert ours["prompt"].to_pylist() == trl["prompt"]
+    assert ours["completion"][999].as_py() == "yes 999"
+    assert ours["completion"][1000].as_py() == "no 0"
+
+
+def test_unpair_of_conversational_pairs_keeps_messages(tmp_path):
+    from preftune.data.transforms import unpair
+
+    ds = _dataset(tmp_path, [{"prompt": [{"role": "user", "content": "hi"}],
+                              "chosen": [{"role": "assistant", "content": "hello"}],
+                              "rejected": [{"role": "assistant", "content": "go away"}]}])
+
+    examples = unpair(ds)
+
+    assert examples.conversational
+    assert examples.table["completion"].to_pylist() == [
+        [{"role": "assistant", "content": "hello"}],
+        [{"role": "assistant", "content": "go away"}]]
+
+
+def test_unpair_of_no_pairs_has_the_unpaired_columns(tmp_path):
+    import pyarrow as pa
+
+    from preftune.data.records import UNPAIRED_COLUMNS
+    from preftune.data.transforms import unpair
+
+    empty = _dataset(tmp_path, [{"prompt": "p", "chosen": "c", "rejected": "r"}]).select(
+        pa.array([], type=pa.int64()))
+
+    examples = unpair(empty)
+
+    assert len(examples) == 0
+    assert tuple(examples.table.column_names) == UNPAIRED_COLUMNS
+    assert str(examples.table.schema.field("label").type) == "bool"
+
+
+def test_split_and_normalize_take_unpaired_examples(tmp_path):
+    from preftune.data.records import UnpairedDataset
+
+    path = tmp_path / "kto.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"ﬁ {i // 2}", "completion": f"c{i}",
+                                        "label": i % 2 == 0}) + "\n" for i in range(40)),
+                    encoding="utf-8")
+    ds = read_preferences(path).dataset
+
+    train, held_out = split(normalize(ds, ["nfkc"]), 0.25, seed=3)
+
+    assert isinstance(train, UnpairedDataset) and isinstance(held_out, UnpairedDataset)
+    assert len(train) + len(held_out) == 40 and len(held_out) == 10
+    assert set(train.table["prompt"].to_pylist()).isdisjoint(held_out.table["prompt"].to_pylist())
+    assert all(p.startswith("fi ") for p in train.table["prompt"].to_pylist())

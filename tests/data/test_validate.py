@@ -8,7 +8,14 @@ import pytest
 
 from preftune.data.formats import FORMATS
 from preftune.data.reader import read_preferences
-from preftune.data.validate import LengthStats, load_preferences, validate
+from preftune.data.validate import (
+    UNPAIRED_SAMPLE_HINT,
+    LengthStats,
+    load_data,
+    load_preferences,
+    load_unpaired,
+    validate,
+)
 from preftune.errors import DataError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -187,6 +194,7 @@ def test_no_format_matches_names_every_format_and_why(write_jsonl):
         "conversational": "no 'prompt', 'chosen' and 'rejected' fields",
         "openai": "no 'input' and 'preferred_output' fields",
         "sharegpt": "no 'conversations' field",
+        "unpaired": "no 'completion' and 'label' fields",
     }
     assert set(reasons) == set(FORMATS)
     for fmt, why in reasons.items():
@@ -577,3 +585,139 @@ def test_token_statistics_of_chat_prompts_use_the_chat_template(write_jsonl, tmp
     # "system one user two three assistant" is 6 tokens; responses count their contents.
     assert (report.tokens["prompt"].max, report.tokens["chosen"].max,
             report.tokens["rejected"].max) == (6, 2, 1)
+
+
+# ---------------------------------------------------------------------------------- unpaired
+
+UNPAIRED = [
+    {"prompt": "What is the capital of France?", "completion": "Paris.", "label": True},
+    {"prompt": "What is the capital of France?", "completion": "Lyon.", "label": False},
+    {"prompt": "Say 'thank you' in Japanese.", "completion": "ありがとう。", "label": True},
+]
+
+
+def test_unpaired_problems_name_line_record_and_field(write_jsonl):
+    path = write_jsonl("kto.jsonl", [
+        UNPAIRED[0],
+        {"prompt": "Why?", "completion": "Because.", "label": "yes"},
+        {"prompt": "How?", "label": False},
+        {"prompt": "When?", "completion": "  ", "label": 0},
+        {"prompt": "Who?", "completion": "Me.", "label": 2},
+        {"prompt": "Where?", "completion": "Here.", "label": None},
+        {"prompt": "What?", "completion": "That."},
+    ])
+
+    result = read_preferences(path)
+
+    boolean = "a boolean (true or false; 1 and 0 are read as true and false)"
+    assert result.format == "unpaired"
+    assert [str(p) for p in result.problems] == [
+        f"kto.jsonl:2: record 1: field 'label': expected {boolean}, found text 'yes'",
+        "kto.jsonl:3: record 2: missing required field 'completion'",
+        "kto.jsonl:4: record 3: field 'completion': empty text",
+        f"kto.jsonl:5: record 4: field 'label': expected {boolean}, found a number (2)",
+        f"kto.jsonl:6: record 5: field 'label': expected {boolean}, found null",
+        "kto.jsonl:7: record 6: missing required field 'label'",
+    ]
+    assert [p.field for p in result.problems] == ["label", "completion", "completion", "label",
+                                                  "label", "label"]
+
+
+def test_unpaired_conversational_completion_must_be_assistant_messages(write_jsonl):
+    path = write_jsonl("chat.jsonl", [
+        {"prompt": [{"role": "user", "content": "Hi"}],
+         "completion": [{"role": "assistant", "content": "Hello!"}], "label": True},
+        {"prompt": [{"role": "user", "content": "Hi"}],
+         "completion": [{"role": "user", "content": "Hello?"}], "label": False},
+        {"prompt": [{"role": "user", "content": "Hi"}], "completion": [], "label": False},
+    ])
+
+    assert [str(p) for p in read_preferences(path).problems] == [
+        "chat.jsonl:2: record 1: field 'completion[0].role': a response must be 'assistant' "
+        "messages, found 'user'",
+        "chat.jsonl:3: record 2: field 'completion': expected a non-empty list of "
+        "{role, content} messages, found a list of 0 items",
+    ]
+
+
+def test_unpaired_report_counts_labels_duplicates_and_conflicts(write_jsonl):
+    path = write_jsonl("kto.jsonl", [*UNPAIRED, UNPAIRED[2],
+                                     {**UNPAIRED[0], "label": False}])
+
+    report, dataset = validate(path)
+
+    assert report.valid and report.kind == "unpaired" and report.format == "unpaired"
+    assert (report.records, report.examples, report.pairs) == (5, 5, 0)
+    assert (report.desirable, report.undesirable) == (3, 2)
+    assert (report.duplicate_examples, report.conflicting_examples) == (1, 1)
+    assert [str(w) for w in report.warnings] == [
+        "kto.jsonl:4: record 3: duplicate example: same prompt, completion and label as "
+        "record 2",
+        "kto.jsonl:5: record 4: conflicting labels: same prompt and completion as record 0, "
+        "which is labelled true",
+    ]
+    assert set(report.chars) == {"prompt", "completion"}
+    assert report.chars["completion"].max == len("ありがとう。")
+    assert len(dataset) == 5
+
+
+def test_paired_report_has_no_examples(write_jsonl):
+    report, _ = validate(write_jsonl("good.jsonl", GOOD))
+
+    assert (report.kind, report.pairs, report.examples) == ("paired", 4, 0)
+
+
+def test_unpaired_token_statistics(write_jsonl):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(vocab={"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+    path = write_jsonl("kto.jsonl", [{"prompt": "a a a", "completion": "a", "label": True},
+                                     {"prompt": "a", "completion": "a a", "label": False}])
+
+    report, _ = validate(path, tokenizer=tok)
+
+    assert (report.tokens["prompt"].max, report.tokens["completion"].max) == (3, 2)
+
+
+def test_load_preferences_refuses_unpaired_examples_naming_algo_kto(write_jsonl):
+    with pytest.raises(DataError) as info:
+        load_preferences(write_jsonl("kto.jsonl", UNPAIRED))
+
+    assert info.value.exit_code == 3
+    assert info.value.message == (
+        "kto.jsonl: 3 unpaired examples (prompt, completion, label), but this needs "
+        "preference pairs (prompt, chosen, rejected)")
+    assert info.value.hints[0] == "train on unpaired examples with algo=kto"
+
+
+def test_invalid_unpaired_data_hints_at_the_kto_sample(write_jsonl):
+    with pytest.raises(DataError) as info:
+        load_data(write_jsonl("kto.jsonl", [{"prompt": "p", "completion": "c", "label": "?"}]))
+
+    assert info.value.hints == [UNPAIRED_SAMPLE_HINT]
+
+
+def test_load_unpaired_splits_pairs_and_keeps_examples(write_jsonl):
+    split = load_unpaired(write_jsonl("pairs.jsonl", GOOD))
+    kept = load_unpaired(write_jsonl("kto.jsonl", UNPAIRED))
+
+    assert (len(split), split.desirable, split.undesirable) == (8, 4, 4)
+    assert split.table["completion"].to_pylist() == (
+        [r["chosen"] for r in GOOD] + [r["rejected"] for r in GOOD])
+    assert kept.table["completion"].to_pylist() == [r["completion"] for r in UNPAIRED]
+
+
+def test_cli_validate_unpaired_prints_label_counts(write_jsonl, tmp_path):
+    write_jsonl("kto.jsonl", UNPAIRED)
+
+    run = _preftune("validate", "kto.jsonl", cwd=tmp_path)
+
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == ("kto.jsonl: unpaired (text) format, 3 records, 3 examples "
+                        "(2 desirable, 1 undesirable)")
+    assert "  conflicting labels: 0" in lines
+    assert run.stdout.rstrip().endswith("valid")
