@@ -19,6 +19,10 @@ The response's ids are the tail of the whole text's ids after the prompt's, so t
 tokens the model sees at training time. Where the tokenizer merged a token across the boundary
 (the prompt's ids are then not a prefix), the response is tokenized on its own and the pair is
 counted in ``boundary_mismatches``.
+
+Unpaired examples (``tokenize_unpaired``) go the same way, the completion rendered and
+tokenized exactly as a pair's chosen response; each row also gets a KL completion (see
+``kl_completions``) for KTO's reference point.
 """
 
 from __future__ import annotations
@@ -26,19 +30,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import datasets
 import numpy as np
 import pyarrow as pa
 from transformers import PreTrainedTokenizerBase
 
-from preftune.data.records import Message, PreferenceDataset
+from preftune.data.records import Message, PreferenceDataset, UnpairedDataset
 from preftune.errors import ConfigError, DataError
 
 _BATCH = 512  # texts per tokenizer call: large enough to amortise the call, small in memory
 _LISTED = 20  # records named in an error's details
 _IDS = pa.list_(pa.int32())
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -60,14 +65,37 @@ class TokenizedPairs:
     stats: TokenizeStats
 
 
+@dataclass(frozen=True)
+class UnpairedStats:
+    """What tokenizing unpaired examples did (none is dropped)."""
+
+    examples: int
+    desirable: int
+    undesirable: int
+    truncated_prompts: int  # prompts cut to max_prompt_length (they keep their end)
+    truncated_completions: int  # completions cut to fit max_length after their prompt
+    truncated_kl: int  # KL completions cut to fit max_length after their row's prompt
+    boundary_mismatches: int  # examples whose prompt ids were not a prefix of the whole's
+
+
+@dataclass
+class TokenizedExamples:
+    """Token ids per unpaired example, laid out as pairs so the loop reads them alike:
+    record, line (int64), prompt_ids, chosen_ids (the completion), rejected_ids (the KL
+    completion) (list<int32>), label (bool)."""
+
+    rows: datasets.Dataset
+    stats: UnpairedStats
+
+
 @dataclass
 class _Texts:
-    """One batch rendered to text: the full text of a response is ``prompt + response``."""
+    """One batch rendered to text: the full text of a response is ``prompt + response``;
+    ``responses`` holds one list per response column (chosen and rejected, or completion)."""
 
     records: list[int]
     prompts: list[str]
-    chosen: list[str]
-    rejected: list[str]
+    responses: list[list[str]]
 
 
 @dataclass
@@ -76,8 +104,7 @@ class _Encoded:
 
     records: list[int]
     prompts: list[list[int]]
-    chosen: list[list[int]]
-    rejected: list[list[int]]
+    responses: list[list[list[int]]]  # one list per response column, as in _Texts
     merged: set[int]
 
 
@@ -114,9 +141,14 @@ def tokenize_pairs(dataset: PreferenceDataset, tokenizer: PreTrainedTokenizerBas
     tables: list[pa.Table] = []
     too_long: dict[int, int] = {}  # record -> prompt tokens; pairs of one record share a prompt
     for batch in dataset.table.to_batches(max_chunksize=_BATCH):
-        texts, special = _render(batch, dataset.conversational, tokenizer, use_sft_target,
-                                 dataset.source)
-        encoded = _encode_pairs(tokenizer, texts, special)
+        rows = batch.to_pydict()
+        chosen: list[Any] = rows["chosen"]
+        if use_sft_target:
+            chosen = [_sft_chosen(target, default, dataset.conversational)
+                      for target, default in zip(rows["sft_target"], chosen, strict=True)]
+        texts, special = _render(rows, [chosen, rows["rejected"]], dataset.conversational,
+                                 tokenizer, dataset.source)
+        encoded = _encode_texts(tokenizer, texts, special)
         too_long.update((record, len(ids)) for record, ids in zip(
             encoded.records, encoded.prompts, strict=True) if len(ids) > max_length)
         if not too_long:  # once one prompt is too long, only the list of offenders matters
@@ -135,6 +167,88 @@ def tokenize_pairs(dataset: PreferenceDataset, tokenizer: PreTrainedTokenizerBas
                           TokenizeStats(pairs=kept, **asdict(counts)))
 
 
+def tokenize_unpaired(dataset: UnpairedDataset, tokenizer: PreTrainedTokenizerBase,
+                      max_length: int, max_prompt_length: int,
+                      batch_size: int) -> TokenizedExamples:
+    """Token ids for every unpaired example and its KL completion, truncated to fit
+    ``max_length``.
+
+    Prompt and completion are rendered, tokenized and cut as a pair's prompt and chosen
+    response are (the completion ends with EOS; the prompt keeps its end within
+    ``max_prompt_length``). A row's KL completion is another example's completion ids
+    (``kl_completions`` over chunks of ``batch_size`` rows, the loop's micro-batches) as they
+    were before that example's own cut. Completion and KL completion are each cut to
+    ``max_length - len(prompt_ids)``, so both sequences of a row fit ``max_length``. No
+    example is dropped.
+
+    Raises ``DataError`` when any prompt alone is longer than ``max_length`` (listing the
+    records), or when the chat template does not render a prompt as a prefix of its
+    conversation.
+    """
+    _check_lengths(max_length, max_prompt_length)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if len(dataset) == 0:
+        raise DataError(f"{dataset.source}: no examples to tokenize",
+                        ["check that the dataset holds at least one example"])
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    prompts: list[list[int]] = []
+    completions: list[list[int]] = []  # with EOS, before truncation
+    truncated_prompts = mismatches = 0
+    too_long: dict[int, int] = {}  # record -> prompt tokens
+    for batch in dataset.table.to_batches(max_chunksize=_BATCH):
+        values = batch.to_pydict()
+        texts, special = _render(values, [values["completion"]], dataset.conversational,
+                                 tokenizer, dataset.source)
+        encoded = _encode_texts(tokenizer, texts, special)
+        too_long.update((record, len(ids)) for record, ids in zip(
+            encoded.records, encoded.prompts, strict=True) if len(ids) > max_length)
+        if too_long:  # once one prompt is too long, only the list of offenders matters
+            continue
+        mismatches += len(encoded.merged)
+        for prompt, completion in zip(encoded.prompts, encoded.responses[0], strict=True):
+            prompt, cut = _fit_prompt(prompt, bos, max_prompt_length)
+            truncated_prompts += cut
+            prompts.append(prompt)
+            completions.append(_with_eos(completion, eos))
+    if too_long:
+        raise _too_long_error(dataset.source, too_long, max_length)
+    rooms = [max_length - len(p) for p in prompts]
+    kl = kl_completions(completions, batch_size)
+    table = dataset.table
+    rows = pa.table({
+        "record": table["record"], "line": table["line"], "prompt_ids": _id_lists(prompts),
+        "chosen_ids": _id_lists([c[:room] for c, room in zip(completions, rooms, strict=True)]),
+        "rejected_ids": _id_lists([k[:room] for k, room in zip(kl, rooms, strict=True)]),
+        "label": table["label"],
+    })
+    stats = UnpairedStats(
+        examples=len(dataset), desirable=dataset.desirable, undesirable=dataset.undesirable,
+        truncated_prompts=truncated_prompts,
+        truncated_completions=sum(len(c) > room for c, room in zip(completions, rooms,
+                                                                    strict=True)),
+        truncated_kl=sum(len(k) > room for k, room in zip(kl, rooms, strict=True)),
+        boundary_mismatches=mismatches)
+    return TokenizedExamples(datasets.Dataset(rows), stats)
+
+
+def kl_completions(completions: Sequence[_T], batch_size: int) -> list[_T]:
+    """Each row's KL completion: within consecutive chunks of ``batch_size`` rows, in order,
+    row k gets row k-1's completion and the chunk's first row gets its last's, i.e. a chunk
+    ``c`` becomes ``[c[-1]] + c[:-1]`` (TRL 1.16, ``KTOTrainer``'s ``add_kl_completion_ids``).
+
+    KTO (Ethayarajh et al. 2024, arXiv:2402.01306) estimates its reference point, the KL
+    term, from mismatched (prompt, completion) pairs. Drawn from the rows the loop batches
+    together, the batch's mismatched completions are the same set as its matched ones. A
+    chunk of one row (a last, short one) gets its own completion back, as in TRL.
+    """
+    out: list[_T] = []
+    for start in range(0, len(completions), batch_size):
+        chunk = list(completions[start:start + batch_size])
+        out.extend([chunk[-1], *chunk[:-1]])
+    return out
+
+
 def _check_lengths(max_length: int, max_prompt_length: int) -> None:
     if max_prompt_length < 1:
         raise ConfigError(f"max_prompt_length must be at least 1, got {max_prompt_length}")
@@ -147,25 +261,21 @@ def _check_lengths(max_length: int, max_prompt_length: int) -> None:
 # ------------------------------------------------------------------------------- rendering
 
 
-def _render(batch: pa.RecordBatch, conversational: bool, tokenizer: PreTrainedTokenizerBase,
-            use_sft_target: bool, source: str) -> tuple[_Texts, bool]:
-    """The batch as prompt and response texts, and whether to add the tokenizer's specials."""
-    rows = batch.to_pydict()
-    chosen: list[Any] = rows["chosen"]
-    if use_sft_target:
-        chosen = [_sft_chosen(target, default, conversational)
-                  for target, default in zip(rows["sft_target"], chosen, strict=True)]
+def _render(rows: dict[str, list[Any]], answers: list[list[Any]], conversational: bool,
+            tokenizer: PreTrainedTokenizerBase, source: str) -> tuple[_Texts, bool]:
+    """A batch (``rows`` holds its record, system and prompt columns; ``answers`` its
+    response columns) as texts, and whether to add the tokenizer's specials."""
     if not conversational:
         prompts = [f"{system}\n\n{prompt}" if system else prompt
                    for system, prompt in zip(rows["system"], rows["prompt"], strict=True)]
-        return _Texts(rows["record"], prompts, chosen, rows["rejected"]), True
+        return _Texts(rows["record"], prompts, answers), True
     if tokenizer.chat_template:
-        return _render_template(tokenizer, rows["record"], rows["prompt"], chosen,
-                                rows["rejected"], source), False
+        return _render_template(tokenizer, rows["record"], rows["prompt"], answers,
+                                source), False
     prompts = [_plain(prompt) + "\nassistant: " for prompt in rows["prompt"]]
     # The first response message's "assistant: " is the prompt's last line.
-    return _Texts(rows["record"], prompts, [_plain(c)[len("assistant: "):] for c in chosen],
-                  [_plain(r)[len("assistant: "):] for r in rows["rejected"]]), True
+    return _Texts(rows["record"], prompts,
+                  [[_plain(a)[len("assistant: "):] for a in column] for column in answers]), True
 
 
 def _sft_chosen(target: str | None, default: Any, conversational: bool) -> Any:
@@ -180,12 +290,12 @@ def _plain(messages: list[Message]) -> str:
 
 
 def _render_template(tokenizer: PreTrainedTokenizerBase, records: list[int],
-                     prompts: list[list[Message]], chosen: list[list[Message]],
-                     rejected: list[list[Message]], source: str) -> _Texts:
+                     prompts: list[list[Message]], columns: list[list[list[Message]]],
+                     source: str) -> _Texts:
     """Prompt and response texts as the chat template renders them."""
     prompt_texts = _apply_template(tokenizer, prompts, add_generation_prompt=True)
     responses: list[list[str]] = []
-    for answers in (chosen, rejected):
+    for answers in columns:
         full_texts = _apply_template(
             tokenizer, [p + a for p, a in zip(prompts, answers, strict=True)],
             add_generation_prompt=False)
@@ -194,7 +304,7 @@ def _render_template(tokenizer: PreTrainedTokenizerBase, records: list[int],
                 raise _template_error(source, record, prompt, full)
         responses.append([_end_at_eos(full[len(p):], tokenizer.eos_token)
                           for p, full in zip(prompt_texts, full_texts, strict=True)])
-    return _Texts(records, prompt_texts, responses[0], responses[1])
+    return _Texts(records, prompt_texts, responses)
 
 
 def _end_at_eos(response: str, eos: str | None) -> str:
@@ -238,14 +348,15 @@ def _encode(tokenizer: PreTrainedTokenizerBase, texts: list[str],
     return list(encoded["input_ids"])
 
 
-def _encode_pairs(tokenizer: PreTrainedTokenizerBase, texts: _Texts, special: bool) -> _Encoded:
+def _encode_texts(tokenizer: PreTrainedTokenizerBase, texts: _Texts, special: bool) -> _Encoded:
     prompt_ids = _encode(tokenizer, texts.prompts, special)
-    chosen_ids, chosen_merged = _responses(tokenizer, texts.prompts, texts.chosen, prompt_ids,
-                                           special)
-    rejected_ids, rejected_merged = _responses(tokenizer, texts.prompts, texts.rejected,
-                                               prompt_ids, special)
-    return _Encoded(texts.records, prompt_ids, chosen_ids, rejected_ids,
-                    chosen_merged | rejected_merged)
+    responses: list[list[list[int]]] = []
+    merged: set[int] = set()
+    for column in texts.responses:
+        ids, column_merged = _responses(tokenizer, texts.prompts, column, prompt_ids, special)
+        responses.append(ids)
+        merged |= column_merged
+    return _Encoded(texts.records, prompt_ids, responses, merged)
 
 
 def _responses(tokenizer: PreTrainedTokenizerBase, prompts: list[str], responses: list[str],
@@ -274,8 +385,8 @@ def _fit_pairs(encoded: _Encoded, tokenizer: PreTrainedTokenizerBase, max_length
     eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
     for i, record in enumerate(encoded.records):
         prompt, chosen, rejected, (cut_prompt, cut_response) = _fit(
-            encoded.prompts[i], _with_eos(encoded.chosen[i], eos),
-            _with_eos(encoded.rejected[i], eos), bos, max_length, max_prompt_length)
+            encoded.prompts[i], _with_eos(encoded.responses[0][i], eos),
+            _with_eos(encoded.responses[1][i], eos), bos, max_length, max_prompt_length)
         if chosen == rejected:
             counts.dropped += 1
             continue
@@ -299,14 +410,20 @@ def _fit(prompt: list[int], chosen: list[int], rejected: list[int], bos: int | N
          max_length: int, max_prompt_length: int
          ) -> tuple[list[int], list[int], list[int], tuple[bool, bool]]:
     """Truncate a pair: the prompt keeps its end (and BOS), the responses their start."""
-    cut_prompt = len(prompt) > max_prompt_length
-    if cut_prompt:
-        keep_bos = bos is not None and prompt[0] == bos
-        tail = max_prompt_length - keep_bos
-        prompt = prompt[:keep_bos] + prompt[len(prompt) - tail:]
+    prompt, cut_prompt = _fit_prompt(prompt, bos, max_prompt_length)
     room = max_length - len(prompt)
     cut_response = len(chosen) > room or len(rejected) > room
     return prompt, chosen[:room], rejected[:room], (cut_prompt, cut_response)
+
+
+def _fit_prompt(prompt: list[int], bos: int | None,
+                max_prompt_length: int) -> tuple[list[int], bool]:
+    """The prompt cut to ``max_prompt_length``: it keeps its end, and its BOS if it has one."""
+    if len(prompt) <= max_prompt_length:
+        return prompt, False
+    keep_bos = bos is not None and prompt[0] == bos
+    tail = max_prompt_length - keep_bos
+    return prompt[:keep_bos] + prompt[len(prompt) - tail:], True
 
 
 def _table(columns: dict[str, list[Any]]) -> pa.Table:

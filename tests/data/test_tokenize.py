@@ -13,7 +13,14 @@ from transformers import PreTrainedTokenizerFast
 
 from preftune.data.reader import read_preferences
 from preftune.data.records import PreferenceDataset
-from preftune.data.tokenize import TokenizeStats, tokenize_pairs
+from preftune.data.tokenize import (
+    TokenizeStats,
+    UnpairedStats,
+    kl_completions,
+    tokenize_pairs,
+    tokenize_unpaired,
+)
+from preftune.data.transforms import unpair
 from preftune.errors import ConfigError, DataError
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]  # ids 0, 1, 2, 3
@@ -389,3 +396,126 @@ def test_conversation_without_a_template_renders_the_exact_text(tmp_path, bpe):
     # A byte-level BPE joins the prompt's trailing space to the next word (" the"): the
     # response is tokenized on its own, and the pair counted.
     assert out.stats.boundary_mismatches == 1
+
+
+# ------------------------------------------------------------------------- unpaired examples
+
+
+def _examples(out: Any) -> list[tuple[int, list[int], list[int], list[int], bool]]:
+    return [(r["record"], r["prompt_ids"], r["chosen_ids"], r["rejected_ids"], r["label"])
+            for r in out.rows]
+
+
+@pytest.mark.parametrize(("rows", "batch_size", "kl"), [
+    ("abc", 3, "cab"),      # one chunk: [c[-1]] + c[:-1]
+    ("abcde", 2, "badce"),  # chunks ab, cd, e: a last chunk of one keeps its own
+    ("abcd", 1, "abcd"),
+    ("abcdef", 4, "dabcfe"),
+])
+def test_kl_completions_rotate_each_chunk_by_one(rows, batch_size, kl):
+    assert kl_completions(list(rows), batch_size) == list(kl)
+
+
+def test_unpaired_rows_carry_the_completion_and_the_kl_completion(tmp_path, words):
+    # Chunk of 3: the KL completions of [d, e e, f] are [f, d, e e].
+    dataset = _dataset(tmp_path, [
+        {"prompt": "a", "completion": " d", "label": True},
+        {"prompt": "b", "completion": " e e", "label": False},
+        {"prompt": "c", "completion": " f", "label": True},
+    ])
+
+    out = tokenize_unpaired(dataset, words, max_length=16, max_prompt_length=8, batch_size=3)
+
+    d, ee, f = [*W("d"), EOS], [*W("e e"), EOS], [*W("f"), EOS]
+    assert _examples(out) == [
+        (0, [BOS, *W("a")], d, f, True),
+        (1, [BOS, *W("b")], ee, d, False),
+        (2, [BOS, *W("c")], f, ee, True),
+    ]
+    assert out.rows.to_dict()["line"] == [1, 2, 3]
+    assert out.rows.column_names == ["record", "line", "prompt_ids", "chosen_ids",
+                                     "rejected_ids", "label"]
+    assert str(out.rows.features["label"].dtype) == "bool"
+    assert str(out.rows.features["chosen_ids"].feature.dtype) == "int32"
+    assert out.stats == UnpairedStats(examples=3, desirable=2, undesirable=1,
+                                      truncated_prompts=0, truncated_completions=0,
+                                      truncated_kl=0, boundary_mismatches=0)
+
+
+def test_kl_chunks_follow_batch_size_across_tokenizer_batches(tmp_path, words, monkeypatch):
+    from preftune.data import tokenize
+
+    monkeypatch.setattr(tokenize, "_BATCH", 2)  # tokenizer batches of 2, KL chunks of 3
+    letters = "a b c d e f g".split()
+    dataset = _dataset(tmp_path, [{"prompt": "x", "completion": f" {w}", "label": True}
+                                  for w in letters])
+
+    out = tokenize_unpaired(dataset, words, max_length=8, max_prompt_length=4, batch_size=3)
+
+    kl = [ids[0] for ids in out.rows.to_dict()["rejected_ids"]]
+    assert kl == W("c a b f d e g")
+
+
+def test_the_completion_is_tokenized_as_a_pairs_chosen_response(tmp_path, bpe):
+    tok = copy.deepcopy(bpe)
+    tok.chat_template = ("{% for m in messages %}<s>{{ m.role }}\n{{ m.content }}</s>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+    pairs = [
+        {"prompt": _msgs(("user", "hello")), "chosen": _msgs(("assistant", "the cat")),
+         "rejected": _msgs(("assistant", "a hat"))},
+        {"prompt": _msgs(("user", "hel")), "chosen": _msgs(("assistant", "lo world")),
+         "rejected": _msgs(("assistant", "the mat"))},
+    ]
+    paired = tokenize_pairs(_dataset(tmp_path, pairs), tok, max_length=64,
+                            max_prompt_length=32)
+    unpaired = tokenize_unpaired(unpair(_dataset(tmp_path, pairs)), tok, max_length=64,
+                                 max_prompt_length=32, batch_size=2)
+
+    rows, pair_rows = unpaired.rows.to_dict(), paired.rows.to_dict()
+    assert rows["prompt_ids"] == pair_rows["prompt_ids"] * 2
+    assert rows["chosen_ids"] == pair_rows["chosen_ids"] + pair_rows["rejected_ids"]
+    assert rows["label"] == [True, True, False, False]
+    assert unpaired.stats.boundary_mismatches == paired.stats.boundary_mismatches
+
+
+def test_text_unpaired_examples_take_the_system_prompt(tmp_path, bpe):
+    dataset = _dataset(tmp_path, [
+        {"system": "the cat", "prompt": "hello", "completion": " world", "label": False}])
+
+    row = tokenize_unpaired(dataset, bpe, max_length=64, max_prompt_length=32,
+                            batch_size=2).rows[0]
+
+    assert row["prompt_ids"] == bpe("the cat\n\nhello")["input_ids"]
+    assert bpe.decode(row["chosen_ids"]) == " world</s>"
+    assert row["rejected_ids"] == row["chosen_ids"]  # a chunk of one row lends itself
+
+
+def test_completion_and_kl_completion_are_cut_to_the_rows_room(tmp_path, words):
+    # max_length 5: row 0 leaves 3 tokens after [BOS a], row 1 leaves 2 after [BOS a b].
+    dataset = _dataset(tmp_path, [
+        {"prompt": "a", "completion": " c d e f", "label": True},
+        {"prompt": "a b", "completion": " g", "label": False},
+    ])
+
+    out = tokenize_unpaired(dataset, words, max_length=5, max_prompt_length=3, batch_size=2)
+
+    assert _examples(out) == [
+        (0, [BOS, *W("a")], W("c d e"), [*W("g"), EOS], True),
+        (1, [BOS, *W("a b")], [*W("g"), EOS], W("c d"), False),  # KL from row 0's full ids
+    ]
+    assert all(len(r["prompt_ids"]) + max(len(r["chosen_ids"]), len(r["rejected_ids"])) <= 5
+               for r in out.rows)
+    assert (out.stats.truncated_completions, out.stats.truncated_kl) == (1, 1)
+
+
+def test_unpaired_prompts_are_truncated_and_too_long_ones_listed(tmp_path, words):
+    fits = _dataset(tmp_path, [{"prompt": "a b c d e", "completion": " x", "label": True}])
+    out = tokenize_unpaired(fits, words, max_length=8, max_prompt_length=3, batch_size=2)
+    assert out.rows[0]["prompt_ids"] == [BOS, *W("d e")]
+    assert out.stats.truncated_prompts == 1
+
+    too_long = _dataset(tmp_path, [{"prompt": "a b c d e f g h", "completion": " x",
+                                    "label": True}])
+    with pytest.raises(DataError) as err:
+        tokenize_unpaired(too_long, words, max_length=6, max_prompt_length=3, batch_size=2)
+    assert err.value.details == ["record 0: prompt is 9 tokens, longer than max_length 6"]
