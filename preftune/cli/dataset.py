@@ -12,16 +12,19 @@ from rich.table import Table
 
 from preftune.cli.common import out
 from preftune.data.formats import FORMATS, FieldNames
-from preftune.data.validate import SAMPLE_HINT, LengthStats, ValidationReport, validate
+from preftune.data.validate import LengthStats, ValidationReport, sample_hint, validate
 from preftune.errors import DataError, UsageError
 
-SAMPLE_FORMATS = ("pairs", "flat", "conversational", "openai", "sharegpt", "implicit")
+# kto: unpaired examples, the sample pairs split (the unpaired format).
+SAMPLE_FORMATS = ("pairs", "flat", "conversational", "openai", "sharegpt", "implicit", "kto")
 
 FormatOption = Annotated[str | None, typer.Option(
     "--format", "-f", help=f"Force a format: {', '.join(FORMATS)} (default: detect).")]
 PromptField = Annotated[str, typer.Option(help="Prompt field of flat data.")]
 ChosenField = Annotated[str, typer.Option(help="Chosen field of flat data.")]
 RejectedField = Annotated[str, typer.Option(help="Rejected field of flat data.")]
+CompletionField = Annotated[str, typer.Option(help="Completion field of unpaired data.")]
+LabelField = Annotated[str, typer.Option(help="Label field of unpaired data.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -39,10 +42,12 @@ def validate_cmd(
     prompt_field: PromptField = "prompt",
     chosen_field: ChosenField = "chosen",
     rejected_field: RejectedField = "rejected",
+    completion_field: CompletionField = "completion",
+    label_field: LabelField = "label",
     max_problems: Annotated[int, typer.Option(min=1, help="Problems to collect before "
                                               "stopping the list.")] = 20,
-    strict: Annotated[bool, typer.Option(help="Treat duplicate and identical pairs as "
-                                         "errors.")] = False,
+    strict: Annotated[bool, typer.Option(help="Treat duplicate and identical pairs (duplicate "
+                                         "and conflicting examples) as errors.")] = False,
 ) -> None:
     """Check a preference dataset: format, counts, lengths, duplicates and every problem."""
     tok = None
@@ -50,8 +55,9 @@ def validate_cmd(
         from preftune.models.load import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-    report, _ = validate(path, format, FieldNames(prompt_field, chosen_field, rejected_field),
-                         tok, max_problems)
+    fields = FieldNames(prompt_field, chosen_field, rejected_field, completion_field,
+                        label_field)
+    report, _ = validate(path, format, fields, tok, max_problems)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -61,10 +67,14 @@ def validate_cmd(
             raise typer.Exit(int(DataError.exit_code))
         noun = "problem" if report.problem_count == 1 else "problems"
         raise DataError(f"{report.source} is not valid: {report.problem_count} {noun} found",
-                        [SAMPLE_HINT])
+                        [sample_hint(report.format)])
     if strict and (report.duplicate_pairs or report.identical_pairs):
         raise DataError(f"{report.source}: {report.duplicate_pairs} duplicate and "
                         f"{report.identical_pairs} identical pairs (--strict)",
+                        ["remove them, or validate without --strict"])
+    if strict and (report.duplicate_examples or report.conflicting_examples):
+        raise DataError(f"{report.source}: {report.duplicate_examples} duplicate and "
+                        f"{report.conflicting_examples} conflicting examples (--strict)",
                         ["remove them, or validate without --strict"])
 
 
@@ -74,7 +84,7 @@ def _print_report(report: ValidationReport) -> None:
         kind = f"{report.format} ({mode})" if report.valid else report.format
         out.print(f"[bold]{escape(report.source)}[/]: {kind} format, "
                   f"{_count(report.records, 'record')}"
-                  + (f", {_count(report.pairs, 'pair')}" if report.valid else ""))
+                  + (f", {_rows(report)}" if report.valid else ""))
     else:
         out.print(f"[bold]{escape(report.source)}[/]: {_count(report.records, 'record')}")
     if not report.valid:
@@ -85,8 +95,12 @@ def _print_report(report: ValidationReport) -> None:
         if more > 0:
             out.print(f"  ... and {more} more")
         return
-    out.print(f"  duplicate pairs: {report.duplicate_pairs}")
-    out.print(f"  identical chosen/rejected: {report.identical_pairs}")
+    if report.kind == "unpaired":
+        out.print(f"  duplicate examples: {report.duplicate_examples}")
+        out.print(f"  conflicting labels: {report.conflicting_examples}")
+    else:
+        out.print(f"  duplicate pairs: {report.duplicate_pairs}")
+        out.print(f"  identical chosen/rejected: {report.identical_pairs}")
     if report.metadata_columns:
         out.print(f"  other columns: {', '.join(report.metadata_columns)}")
     _print_lengths("characters", report.chars)
@@ -95,6 +109,14 @@ def _print_report(report: ValidationReport) -> None:
     for warning in report.warnings:
         out.print(f"[yellow]warning:[/] {escape(str(warning))}")
     out.print("[green]valid[/]")
+
+
+def _rows(report: ValidationReport) -> str:
+    """``12 pairs``, or ``10 examples (6 desirable, 4 undesirable)``."""
+    if report.kind != "unpaired":
+        return _count(report.pairs, "pair")
+    return (f"{_count(report.examples, 'example')} ({report.desirable:,} desirable, "
+            f"{report.undesirable:,} undesirable)")
 
 
 def _count(n: int, noun: str) -> str:
@@ -120,13 +142,31 @@ def sample_cmd(
                                         help=f"One of {', '.join(SAMPLE_FORMATS)}.")] = "pairs",
     seed: Annotated[int, typer.Option(help="Same seed, same data.")] = 0,
 ) -> None:
-    """Write a valid, varied sample dataset: the shape preftune expects, ready to train on."""
+    """Write a valid, varied sample dataset: the shape preftune expects, ready to train on.
+
+    ``kto`` writes unpaired examples (prompt, completion, label): sample pairs split into a
+    desirable and an undesirable example each, shuffled with the seed."""
     from preftune.data.sample import iter_samples
-    from preftune.data.writers import dataset_from_samples, write_dataset
+    from preftune.data.writers import (
+        dataset_from_samples,
+        unpaired_from_samples,
+        unpaired_records,
+        write_dataset,
+        write_records,
+    )
 
     if format not in SAMPLE_FORMATS:
         raise UsageError(f"unknown sample format {format!r}",
                          [f"choose one of: {', '.join(SAMPLE_FORMATS)}"])
+    if format == "kto":
+        examples = unpaired_from_samples(iter_samples((num_samples + 1) // 2, seed),
+                                         num_samples, seed)
+        written = write_records(unpaired_records(examples), output)
+        out.print(f"wrote {written} records ({examples.desirable} desirable and "
+                  f"{examples.undesirable} undesirable examples, unpaired format) to "
+                  f"{escape(str(output))}")
+        out.print(f"next: preftune validate {escape(str(output))}")
+        return
     dataset = dataset_from_samples(iter_samples(num_samples, seed), all_pairs=format == "pairs")
     written = write_dataset(dataset, output, format)
     out.print(f"wrote {written} records ({len(dataset)} pairs, {format} format) to "

@@ -1,4 +1,5 @@
-"""Write preference data in any format: canonical pairs → format records → a file.
+"""Write preference data in any format: canonical pairs → format records → a file; unpaired
+examples → TRL's ``{prompt, completion, label}`` records → a file.
 
 The container follows the file's suffix: ``.json`` (an indented array), ``.jsonl``,
 ``.parquet`` or ``.csv``. Files are written to a temporary name, synced and renamed, so a
@@ -13,9 +14,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 
-from preftune.data.records import Message, PreferenceDataset
+from preftune.data.records import Message, PreferenceDataset, UnpairedDataset
+from preftune.data.transforms import unpair
 from preftune.errors import DataError, UsageError
 from preftune.fsutil import atomic_path
 
@@ -237,3 +240,28 @@ def dataset_from_samples(samples: Iterable[Any], all_pairs: bool) -> PreferenceD
     schema = canonical_schema(False).append(pa.field("category", pa.string()))
     table = pa.Table.from_pylist(rows, schema=schema)
     return PreferenceDataset(table, "pairs" if all_pairs else "flat", "sample", len(rows))
+
+
+def unpaired_records(dataset: UnpairedDataset) -> Iterator[dict[str, Any]]:
+    """Each example as TRL's unpaired format holds it, ``{prompt, completion, label}``, with
+    its system prompt (text datasets) and metadata where set."""
+    meta = dataset.metadata_columns
+    for batch in dataset.table.to_batches(max_chunksize=4096):
+        for row in batch.to_pylist():
+            record = {"prompt": row["prompt"], "completion": row["completion"],
+                      "label": row["label"]}
+            if row["system"]:
+                record["system"] = row["system"]
+            record.update({k: row[k] for k in meta if row[k] is not None})
+            yield record
+
+
+def unpaired_from_samples(samples: Iterable[Any], num_examples: int,
+                          seed: int) -> UnpairedDataset:
+    """``num_examples`` unpaired examples from ``sample.SampleRecord``s: each record's pair
+    (as ``dataset_from_samples`` gives it) split into a desirable and an undesirable example,
+    then shuffled with ``seed`` so that neither label comes in a run and the two answers to a
+    prompt are seldom neighbours (neighbours lend each other KL completions)."""
+    examples = unpair(dataset_from_samples(samples, all_pairs=False))
+    order = np.random.default_rng(seed).permutation(len(examples))[:num_examples]
+    return examples.select(pa.array(order))

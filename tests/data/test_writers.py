@@ -102,3 +102,38 @@ def test_unknown_suffix_and_format(tmp_path):
         write_dataset(_source(tmp_path), tmp_path / "out.txt", "flat")
     with pytest.raises(UsageError, match="cannot write format 'csv'"):
         write_dataset(_source(tmp_path), tmp_path / "out.json", "csv")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".parquet", ".csv"])
+def test_unpaired_records_round_trip(tmp_path, suffix):
+    from preftune.data.transforms import unpair
+    from preftune.data.writers import unpaired_records, write_records
+
+    examples = unpair(_source(tmp_path))
+    path = tmp_path / f"kto{suffix}"
+
+    assert write_records(unpaired_records(examples), path) == 8
+    back = _read(path)
+
+    assert back.format == "unpaired"
+    columns = ["prompt", "completion", "label", "system", "category"]
+    assert back.table.select(columns).to_pylist() == examples.table.select(columns).to_pylist()
+
+
+def test_unpaired_conversational_records_are_trl_shaped(tmp_path):
+    from preftune.data.transforms import unpair
+    from preftune.data.writers import unpaired_records
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text(json.dumps({"prompt": [{"role": "user", "content": "hi"}],
+                                "chosen": [{"role": "assistant", "content": "hello"}],
+                                "rejected": [{"role": "assistant", "content": "no"}]}) + "\n")
+
+    records = list(unpaired_records(unpair(_read(path))))
+
+    assert records == [
+        {"prompt": [{"role": "user", "content": "hi"}],
+         "completion": [{"role": "assistant", "content": "hello"}], "label": True},
+        {"prompt": [{"role": "user", "content": "hi"}],
+         "completion": [{"role": "assistant", "content": "no"}], "label": False},
+    ]
