@@ -52,6 +52,6 @@ def test_matches_trl_dpo_trainer_sft(token_batch, trl_dpo):
     mean. Its logged rewards are reference log-ratios, not ours, so only losses are compared.
     """
     batch = token_batch()
-    expected = trl_dpo(batch, ["sft"], beta=0.1)
+    expected = trl_dpo(batch, ["sft"], LossParams())
     out = sft(batch.logps, LossParams())
     assert_close(out.losses, expected.losses, rtol=1e-6, atol=1e-6)
