@@ -1,16 +1,27 @@
 """What went right or wrong in a run, read from its metrics, with advice in the run's own numbers.
 
-Each detector looks at one thing (the loss trend, its swings, eval against train accuracy,
-memory, throughput, rewards) and returns a ``Finding`` or None; ``DETECTORS`` lists them in
-priority order. The verdict is the condition of the most severe finding, ties going to the
-earlier detector; a run whose findings are all "info" is healthy. The rules and the advice
-follow the DPO hyperparameter tuning guide: loss diverges → halve the learning rate, beta to
-0.05, warmup 5 → 20; oscillates → lower the learning rate, more gradient accumulation; ...
+Each detector looks at one thing (where the loss started, its trend, its swings, eval against
+train accuracy, memory, throughput, rewards) and returns a ``Finding`` or None; ``DETECTORS``
+lists them in priority order. The verdict is the condition of the most severe finding, ties
+going to the earlier detector; a run whose findings are all "info" is healthy. The rules and the
+advice follow the DPO hyperparameter tuning guide: loss diverges → halve the learning rate,
+beta to half its default, warmup 5 → 20; oscillates → lower the learning rate, more gradient
+accumulation; ...
+
+What a run of each algorithm should look like comes from the algorithm table
+(``preftune.losses.table``), never from a list of names here: the loss at the first step is
+``start_loss`` of the run's algorithms, loss weights and loss parameters (log 2 for DPO,
+1/(4 beta^2) for IPO, a mixture's weighted sum, unknown for SimPO, ORPO and SFT); whether a
+beta or an SFT term is there to tune and which data the run trains on come from it too.
 
 The statistics are robust so that a noisy healthy run raises no alarm: rows logged more often
 than every 10 steps are averaged into 10-step blocks first; the trend is a 5-block rolling
 median, the noise a median of second differences, slow drifts medians of quarters or a
 Theil-Sen line; every threshold is relative to the loss's own scale and above its noise.
+Swings faster than a block are judged on the rows as logged (``swing``).
+
+Advice names the run's value and the one to try (``halve the learning rate: 5e-05 ->
+2.5e-05``); where config.json lacks the value it says what to change without numbers.
 """
 
 from __future__ import annotations
@@ -19,36 +30,63 @@ import json
 import math
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from preftune.errors import UsageError
+from preftune.config import ALIASES, TrainConfig, normalize_algo
+from preftune.errors import ConfigError, UsageError
 from preftune.fsutil import write_json
+from preftune.losses.table import (
+    ALGORITHMS,
+    HYPERPARAMETERS,
+    data_kind,
+    describe,
+    hyperparameters,
+    start_loss,
+)
+from preftune.losses.types import LossParams
 from preftune.runs.rundir import RunDir
 
 CONDITIONS = ("healthy", "diverging", "oscillating", "plateaued", "not_learning", "nan",
-              "overfitting", "rewards_falling", "memory_growing", "throughput_falling")
+              "overfitting", "unexpected_start", "rewards_falling", "memory_growing",
+              "throughput_falling")
 SEVERITIES = ("info", "warning", "error")
 DIAGNOSIS = "diagnosis.json"
 
 MIN_ROWS = 8  # fewer train rows than this: too short to judge a trend
 BLOCK_STEPS = 10  # the loss is judged in means over this many steps (the default logging)
 LN2 = math.log(2)  # DPO's loss when the policy prefers neither response (zero margin)
-DPO_LIKE = ("dpo", "cdpo", "robust")  # losses that start at log 2
 
+# unexpected start: the first logged loss lies this far from the table's start value (relative
+# to it), and further than 3 row-to-row noises and twice the swings around the trend. Below is
+# given more room: the first row already averages logging_steps steps of learning.
+START_ABOVE = 0.10
+START_BELOW = 0.50
 # diverging: the loss ends this far above the lowest point of its trend (all three must hold)
 DIVERGE_REL = 0.25  # ... relative to that lowest point
 DIVERGE_OF_START = 0.10  # ... relative to where the loss started
 DIVERGE_NOISE = 4.0  # ... in units of the row-to-row noise
 BLOWUP, BLOWUP_NOISE = 3.0, 10.0  # or the last row alone is 3x that point and 10 noises above
-# oscillating: the loss jumps from one row to the next by this share of its level (upper
-# quartile, as a standard deviation: erratic), or the trend rebounds by SWING_REL of its
-# trough (and SWING_NOISE noises) at least SWINGS times, falling back each time (swings)
+# oscillating, three ways (``detect_oscillating`` says why each):
+# erratic: the loss jumps from one row to the next by this share of its level (upper quartile,
+# as a standard deviation)
 ERRATIC_REL = 0.25
+# swinging: around an 11-row centred rolling mean, the median |row - trend| is this share of the
+# loss's level and of the trend's whole change, and the residuals come back: their
+# autocorrelation at some lag of 1-5 rows is -SWING_COMEBACK or lower, and lower than white
+# noise's gets by chance (about -0.13 around such a mean, give or take 1/sqrt(rows): 3 of those)
+SWING_WINDOW = 11
+SWING_OF_LEVEL = 0.15
+SWING_OF_TREND = 0.25
+SWING_COMEBACK = 0.4
+WHITE_COMEBACK = 0.13
+# slow swings: the trend rebounds by SWING_REL of its trough (and SWING_NOISE noises) at least
+# SWINGS times, falling back each time
 SWING_REL = 0.20
 SWING_NOISE = 3.0
 SWINGS = 2
@@ -113,6 +151,8 @@ class Series:
     loss: np.ndarray  # (N,) the mean loss of each block (``per_block``)
     trend: np.ndarray  # (N,) 5-row centred rolling median of the loss
     noise: float  # the loss's row-to-row noise, as a standard deviation (``row_noise``)
+    raw_steps: np.ndarray  # (R,) the step of each train row up to the first non-finite loss
+    raw_loss: np.ndarray  # (R,) its loss as logged (R >= N: blocks average rows)
 
     @classmethod
     def of(cls, rows: Sequence[Mapping[str, Any]]) -> Series:
@@ -120,14 +160,33 @@ class Series:
         evals = [r for r in rows if any(str(key).startswith("eval/") for key in r)]
         losses = [_number(r, "loss") or 0.0 for r in train]
         cut = next((i for i, v in enumerate(losses) if not math.isfinite(v)), len(losses))
-        loss = np.asarray(losses[:cut], dtype=float)
-        steps = np.asarray([_step(r, i) for i, r in enumerate(train[:cut])], dtype=float)
-        steps, loss = per_block(steps, loss)
-        return cls(train, evals, steps, loss, rolling_median(loss), row_noise(loss))
+        raw_loss = np.asarray(losses[:cut], dtype=float)
+        raw_steps = np.asarray([_step(r, i) for i, r in enumerate(train[:cut])], dtype=float)
+        steps, loss = per_block(raw_steps, raw_loss)
+        return cls(train, evals, steps, loss, rolling_median(loss), row_noise(loss),
+                   raw_steps, raw_loss)
 
     @property
     def n(self) -> int:
         return len(self.loss)
+
+    @cached_property
+    def swings(self) -> tuple[Swing | None, Swing | None]:
+        """The swings around the trend of the rows as logged and of the blocks (None where
+        too few; the blocks' are None when blocks are the rows)."""
+        blocked = len(self.raw_loss) != len(self.loss)
+        return (swing(self.raw_steps, self.raw_loss),
+                swing(self.steps, self.loss) if blocked else None)
+
+    @property
+    def swinging(self) -> bool:
+        """Whether the rows or the blocks swing back and forth (``Swing.swinging``)."""
+        return any(sw is not None and sw.swinging for sw in self.swings)
+
+    @property
+    def swing_amplitude(self) -> float:
+        """The larger typical swing of the two (0 where neither could be measured)."""
+        return max((sw.amplitude for sw in self.swings if sw is not None), default=0.0)
 
     @property
     def n_rows(self) -> int:
@@ -219,6 +278,57 @@ def theil_sen(x: np.ndarray, y: np.ndarray, max_points: int = 200) -> tuple[floa
     return slope, float(np.median(y - slope * x))
 
 
+def rolling_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred rolling mean; the windows shrink at the ends rather than repeat a value."""
+    half = width // 2
+    padded = np.pad(x.astype(float), half, constant_values=np.nan)
+    return np.nanmean(np.lib.stride_tricks.sliding_window_view(padded, width), axis=1)
+
+
+@dataclass(frozen=True)
+class Swing:
+    """How a loss moves around its own trend, a centred ``SWING_WINDOW``-row rolling mean."""
+
+    amplitude: float  # median |loss - trend|: the typical half-swing
+    level: float  # median |trend|, at least a quarter of the start: the loss's scale
+    change: float  # max - min of the trend: how far the loss really moved
+    comeback: float  # the lowest autocorrelation of loss - trend over lags 1..WINDOW // 2
+    lag: int  # the lag (rows) where it is lowest: half the swings' period
+    rows: int  # how many rows were judged
+    step_interval: float  # median steps between rows
+
+    @property
+    def swinging(self) -> bool:
+        """Swings large against the loss and its trend, that come back (``detect_oscillating``)."""
+        return (self.amplitude >= SWING_OF_LEVEL * self.level
+                and self.amplitude >= SWING_OF_TREND * self.change
+                and self.comeback <= -max(SWING_COMEBACK,
+                                          WHITE_COMEBACK + 3 / math.sqrt(self.rows)))
+
+    @property
+    def period_steps(self) -> float:
+        return 2 * self.lag * self.step_interval
+
+
+def swing(steps: np.ndarray, loss: np.ndarray, width: int = SWING_WINDOW) -> Swing | None:
+    """The loss's swings around a centred rolling mean of ``width`` rows: slower moves are
+    the trend's, faster ones the swings'. None for fewer than ``width`` rows."""
+    if len(loss) < width:
+        return None
+    trend = rolling_mean(loss, width)  # (R,)
+    residual = loss - trend  # (R,)
+    energy = float(residual @ residual)
+    if energy == 0:
+        return None
+    acf = [float(residual[:-k] @ residual[k:]) / energy for k in range(1, width // 2 + 1)]
+    lag = int(np.argmin(acf)) + 1
+    start = float(np.median(loss[:3]))
+    return Swing(amplitude=float(np.median(np.abs(residual))),
+                 level=max(float(np.median(np.abs(trend))), 0.25 * abs(start)),
+                 change=float(np.max(trend) - np.min(trend)), comeback=acf[lag - 1],
+                 lag=lag, rows=len(loss), step_interval=float(np.median(np.diff(steps))))
+
+
 def quarter_medians(values: np.ndarray) -> list[float]:
     return [float(np.median(chunk)) for chunk in np.array_split(values, 4)]
 
@@ -246,46 +356,159 @@ def rebounds(trend: np.ndarray, min_rise: Callable[[float], float]) -> list[tupl
 # ------------------------------------------------------------------------------ advice
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What the run trained, as the algorithm table knows it."""
+
+    names: tuple[str, ...]  # table names: one algorithm, or the parts of a mixture
+    weights: tuple[float, ...] | None  # a mixture's loss_weights (None: 1 each)
+    params: LossParams
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> Objective | None:
+        """The objective of a run's config; None where it names no algorithm the table has.
+
+        The config is validated as ``TrainConfig`` (so fields an older config.json lacks take
+        their defaults, the algorithm's included); one that no longer validates as a whole
+        still gives its algorithms and whichever loss parameters are valid."""
+        if config.get("algo") is None:
+            return None
+        known = {k: v for k, v in config.items() if k in TrainConfig.model_fields or k in ALIASES}
+        try:
+            cfg = TrainConfig.build(known)
+        except ConfigError:
+            pass
+        else:
+            weights = tuple(cfg.loss_weights) if cfg.loss_weights is not None else None
+            return cls(cfg.algorithms, weights, cfg.loss_params())
+        try:
+            algo = normalize_algo(config["algo"])
+        except ValueError:
+            return None
+        if not isinstance(algo, (str, list)):
+            return None
+        names = (algo,) if isinstance(algo, str) else tuple(algo)
+        given = config.get("loss_weights")
+        try:
+            weights = tuple(float(w) for w in given) if given is not None else None
+        except (TypeError, ValueError):
+            weights = None
+        if weights is not None and len(weights) != len(names):
+            weights = None
+        return cls(names, weights, _loss_params(config))
+
+    @property
+    def label(self) -> str:
+        """``dpo``, or ``0.8 dpo + 0.2 bco_pair + 1 sft``."""
+        return describe(self.names, self.weights)
+
+    @property
+    def start(self) -> float | None:
+        """The loss at the first step, policy = reference; None where it depends on the data."""
+        return start_loss(self.names, self.params, self.weights)
+
+    @property
+    def hyperparameters(self) -> tuple[str, ...]:
+        return hyperparameters(self.names)
+
+    @property
+    def needs_reference(self) -> bool:
+        return any(ALGORITHMS[n].needs_reference for n in self.names)
+
+    @property
+    def data(self) -> str:
+        try:
+            return data_kind(self.names)
+        except ValueError:  # a mixture of kinds, which only a hand-edited config holds
+            return "paired"
+
+    def start_inputs(self) -> list[str]:
+        """The loss parameters the start value follows from, as ``beta 0.1``: those whose
+        change moves ``start``."""
+        start = self.start
+        inputs = []
+        for name in self.hyperparameters:
+            value = getattr(self.params, name, None)
+            if start is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            try:
+                change: dict[str, Any] = {name: value / 2 if value else 0.1}
+                moved = replace(self.params, **change)
+                other = start_loss(self.names, moved, self.weights)
+            except ValueError:
+                continue
+            if other is not None and not math.isclose(other, start):
+                inputs.append(f"{name} {value:g}")
+        return inputs
+
+
+def _loss_params(config: Mapping[str, Any]) -> LossParams:
+    """LossParams from the config's fields that are valid, the defaults for the others."""
+    values: dict[str, Any] = {}
+    for name in LossParams.__dataclass_fields__:
+        if name not in config:
+            continue
+        try:
+            LossParams(**{**values, name: config[name]})
+        except (TypeError, ValueError):
+            continue
+        values[name] = config[name]
+    return LossParams(**values)
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+
+
 class Knobs:
-    """The run's hyperparameters, and advice phrased in them (generically when unknown)."""
+    """The run's hyperparameters and its objective, and advice phrased in them: the run's value
+    and the one to try, or what to change without numbers where config.json lacks the value."""
 
     def __init__(self, config: Mapping[str, Any] | None) -> None:
         self.config = dict(config or {})
+        self.objective = Objective.of(self.config)
 
     def _num(self, name: str) -> float | None:
         value = _number(self.config, name)
         return value if value is not None and math.isfinite(value) else None
 
-    @property
-    def algo(self) -> str | None:
-        algo = self.config.get("algo")
-        return str(algo) if algo is not None else None
+    def reads(self, hyperparameter: str) -> bool:
+        """Whether the run's loss has this hyperparameter (True where the algorithm is unknown)."""
+        return self.objective is None or hyperparameter in self.objective.hyperparameters
+
+    def default_beta(self) -> float:
+        """The table's recommended beta for the run's algorithm (the first of a mixture's
+        that recommends one, as the config's layering does), else DPO's."""
+        names = self.objective.names if self.objective is not None else ()
+        return next((float(ALGORITHMS[n].defaults["beta"]) for n in names
+                     if "beta" in ALGORITHMS[n].defaults), float(HYPERPARAMETERS["beta"].default))
 
     def learning_rate(self, factor: float, verb: str) -> str:
         lr = self._num("learning_rate")
         return f"{verb}: {lr:g} -> {lr * factor:g}" if lr is not None else verb
 
     def lower_beta(self) -> str | None:
-        beta = self._num("beta")
-        if self.algo == "sft":
+        """Half the smaller of the run's beta and the algorithm's recommended one: the guide's
+        DPO beta 0.1 or 0.2 -> 0.05, SimPO's 2 -> 1."""
+        if not self.reads("beta"):
             return None  # no preference term
+        beta = self._num("beta")
         if beta is None:
-            return "lower beta (e.g. to 0.05)"
-        to = 0.05 if (self.algo in DPO_LIKE and beta > 0.05) else beta / 2
-        return f"lower beta: {beta:g} -> {to:g}"
+            return "lower beta (e.g. to half its value)"
+        return f"lower beta: {beta:g} -> {min(beta, self.default_beta()) / 2:g}"
 
     def raise_beta(self) -> str | None:
-        beta = self._num("beta")
-        if self.algo == "sft":
+        if not self.reads("beta"):
             return None
+        beta = self._num("beta")
         return f"raise beta: {beta:g} -> {beta * 2:g}" if beta is not None else \
-            "raise beta (e.g. from 0.1 to 0.2)"
+            "raise beta (e.g. to twice its value)"
 
     def more_warmup(self) -> str:
         warmup = self._num("warmup_steps")
         if warmup is None:
-            return "raise warmup_steps (e.g. from 5 to 20)"
-        return f"raise warmup_steps from {warmup:.0f} to {max(20, 2 * warmup):.0f}"
+            return "raise warmup_steps (e.g. 5 -> 20)"
+        return f"raise warmup_steps: {warmup:.0f} -> {max(20, 2 * warmup):.0f}"
 
     def more_accumulation(self) -> str:
         accum, batch = self._num("grad_accum"), self._num("batch_size")
@@ -296,51 +519,84 @@ class Knobs:
             text += f" (effective batch {batch * accum:.0f} -> {2 * batch * accum:.0f})"
         return text
 
-    def more_epochs(self) -> str:
-        epochs = self._num("epochs")
+    def train_longer(self) -> str:
+        max_steps, epochs = self._num("max_steps"), self._num("epochs")
+        if max_steps is not None:  # it ends the run whatever epochs says
+            return f"train longer: max_steps {max_steps:.0f} -> {2 * max_steps:.0f}"
         return (f"train longer: epochs {epochs:.0f} -> {epochs + 2:.0f}" if epochs is not None
                 else "train longer (e.g. 2 more epochs)")
 
     def fewer_epochs(self, best_epoch: float, best_step: int) -> str:
-        epochs = self._num("epochs")
+        max_steps, epochs = self._num("max_steps"), self._num("epochs")
+        if max_steps is not None:
+            return f"stop where eval peaked: max_steps {max_steps:.0f} -> {best_step}"
         if epochs is None:
-            return f"train fewer epochs: eval accuracy peaked at epoch {best_epoch:.2g}"
+            return f"train fewer epochs: eval peaked at epoch {best_epoch:.2g} (step {best_step})"
         to = max(1, math.ceil(best_epoch))
         if to >= epochs:
             if epochs <= 1:
-                return f"stop earlier: max_steps={best_step}, where eval peaked"
+                return f"stop where eval peaked: max_steps unset -> {best_step}"
             to = int(epochs) - 1
         return f"train fewer epochs: epochs {epochs:.0f} -> {to} (eval peaked at epoch " \
                f"{best_epoch:.2g})"
 
-    def sft_term(self) -> str:
+    def sft_term(self) -> str | None:
+        """More weight on the chosen responses' NLL: the mixture's sft part where it has one,
+        else sft_weight; None for a loss that has neither (ORPO's NLL is built in)."""
+        when = "if generations get worse, "
+        obj = self.objective
+        if obj is not None and "sft" in obj.names and len(obj.names) > 1:
+            weights = list(obj.weights or [1.0] * len(obj.names))
+            raised = list(weights)
+            part = obj.names.index("sft")
+            raised[part] = 2 * weights[part] if weights[part] > 0 else 0.1
+            return when + f"weight the mixture's sft part more: loss_weights " \
+                          f"{_numbers(weights)} -> {_numbers(raised)}"
+        if not self.reads("sft_weight"):
+            return None
         weight = self._num("sft_weight")
         if weight is None:
-            return "if generations get worse, add an SFT term on the chosen responses " \
-                   "(e.g. sft_weight=0.1)"
+            return when + "add an SFT term on the chosen responses (e.g. sft_weight=0.1)"
         if weight == 0:
-            return "if generations get worse, add an SFT term on the chosen responses: " \
-                   "sft_weight 0 -> 0.1"
-        return f"if generations get worse, raise the SFT term: sft_weight {weight:g} -> " \
-               f"{2 * weight:g}"
+            return when + "add an SFT term on the chosen responses: sft_weight 0 -> 0.1"
+        return when + f"raise the SFT term: sft_weight {weight:g} -> {2 * weight:g}"
 
     def dtype(self) -> str:
         dtype = self.config.get("dtype")
         if dtype == "fp16":
-            return "the run used dtype fp16, whose narrow range overflows easily: train in " \
-                   "bf16 (or fp32) instead"
+            return "the run used dtype fp16, whose narrow range overflows easily: dtype fp16 " \
+                   "-> bf16 (or fp32)"
         if dtype == "auto":
             return "the run used dtype auto: if that resolved to fp16 (a GPU without bf16), " \
-                   "set dtype=bf16 or fp32"
+                   "set dtype auto -> bf16 or fp32"
         if dtype in ("bf16", "fp32"):
             return f"the run used dtype {dtype}, so fp16 overflow is not the cause; look at " \
                    "the learning rate and the data"
         return "check the dtype: fp16 overflows easily, prefer bf16 or fp32"
 
+    def data_doubt(self) -> str:
+        """What may be wrong with data of the kind the run trains on, when nothing is learnt."""
+        obj = self.objective
+        if obj is not None and obj.data == "unpaired":
+            return "the desirable/undesirable labels may be wrong, or the completions " \
+                   "unrelated to the prompt"
+        if obj is not None and not self.reads("beta"):  # no preference term: SFT
+            return "the chosen responses may be empty, truncated or unrelated to the prompt"
+        return "chosen and rejected may be swapped, identical or unrelated to the prompt"
+
     def check_data(self, why: str) -> str:
         dataset = self.config.get("dataset")
         command = f"preftune validate {dataset}" if dataset else "preftune validate DATASET"
         return f"check the data ({why}): {command}"
+
+    def more_data(self) -> str:
+        unit = "examples" if self.objective is not None and \
+            self.objective.data == "unpaired" else "pairs"
+        n = self._num("n_examples")
+        if n is not None:
+            return f"train on more {unit}: n_examples {n:.0f} -> {2 * n:.0f} (or unset it to " \
+                   "use them all)"
+        return f"add more (or more varied) training {unit}"
 
     def smaller_batches(self) -> str:
         batch, accum = self._num("batch_size"), self._num("grad_accum")
@@ -348,10 +604,40 @@ class Knobs:
         if batch is not None and batch > 1 and accum is not None:
             return (f"relieve memory: batch_size {batch:.0f} -> {batch // 2:.0f} and grad_accum "
                     f"{accum:.0f} -> {2 * accum:.0f} keep the effective batch")
+        checkpointing = self.config.get("gradient_checkpointing")
+        also = ("" if checkpointing is True else ", or gradient_checkpointing false -> true"
+                if checkpointing is False else ", or gradient_checkpointing=true")
         if length is not None:
-            return f"relieve memory: max_length {length:.0f} -> {length * 3 // 4:.0f}, or " \
-                   "gradient_checkpointing=true"
-        return "relieve memory: a smaller batch_size (more grad_accum) or max_length"
+            return f"relieve memory: max_length {length:.0f} -> {length * 3 // 4:.0f}{also}"
+        return "relieve memory: a smaller batch_size (more grad_accum) or max_length" + also
+
+    def save_checkpoints(self, last_step: int) -> str:
+        """So that a crash (out of memory) loses little: the run's save_steps."""
+        until = "until it is fixed, long runs risk running out of memory: "
+        save = self._num("save_steps")
+        if save is not None:
+            return until + f"a crash resumes from the last checkpoint, every {save:.0f} steps " \
+                           "(save_steps)"
+        if "save_steps" in self.config:  # None: checkpoints at epoch ends only
+            every = max(10, round(last_step / 100) * 10)
+            return until + f"save checkpoints so a crash can resume: save_steps unset -> {every}"
+        return until + "save checkpoints (save_steps) so a crash can resume"
+
+    def log_every_step(self) -> str | None:
+        logging = self._num("logging_steps")
+        if logging is None:
+            return "log every step to see where the loss starts: logging_steps=1"
+        if logging <= 1:
+            return None
+        return f"log every step to see where the loss starts: logging_steps {logging:.0f} -> 1"
+
+    def check_reference(self, expected: float) -> str | None:
+        if self.objective is None or not self.objective.needs_reference:
+            return None
+        model = self.config.get("model")
+        which = f" ({model})" if model else ""
+        return f"check that the reference is the model training starts from{which}: only " \
+               f"then does the loss start at {expected:.3g}"
 
 
 # ------------------------------------------------------------------------------ detectors
@@ -378,8 +664,8 @@ def detect_nan(s: Series, k: Knobs) -> Finding | None:
                 last = max([step] + [_step(r, j) for j, r in enumerate(s.rows)])
                 return Finding("nan", "error", f"{key} became {value} at step {step}{before}",
                                [k.learning_rate(0.5, "halve the learning rate"), k.dtype(),
-                                k.check_data("a pair with an empty or truncated response can "
-                                             "blow the log-probabilities up")],
+                                k.check_data("an empty or truncated response can blow the "
+                                             "log-probabilities up")],
                                (step, last))
         loss = _number(row, "loss")
         if loss is not None:
@@ -389,8 +675,9 @@ def detect_nan(s: Series, k: Knobs) -> Finding | None:
 
 def detect_diverging(s: Series, k: Knobs) -> Finding | None:
     """The last rows sit well above the lowest point of the trend, a rise larger than any
-    rebound before that point (a swing like the earlier ones is oscillation); or the very
-    last row blew up, as rows do just before a NaN stops a run."""
+    rebound before that point and than twice the typical swing around the trend (a swing like
+    the others is oscillation); or the very last row blew up, as rows do just before a NaN
+    stops a run."""
     x, t = s.loss, s.trend
     low_i = int(np.argmin(t[:-3]))
     low, tail, last = float(t[low_i]), float(np.median(x[-3:])), float(x[-1])
@@ -403,8 +690,8 @@ def detect_diverging(s: Series, k: Knobs) -> Finding | None:
         return Finding("diverging", "error", evidence, advice, span)
     rise = tail - low
     if rise < max(DIVERGE_REL * abs(low), DIVERGE_OF_START * abs(s.start),
-                  DIVERGE_NOISE * s.noise):
-        return None
+                  DIVERGE_NOISE * s.noise, 2 * s.swing_amplitude):
+        return None  # within the noise, or within the swings around the trend
     before = t[:low_i + 1]
     if rise < 2 * float(np.max(before - np.minimum.accumulate(before))):
         return None
@@ -414,16 +701,45 @@ def detect_diverging(s: Series, k: Knobs) -> Finding | None:
 
 
 def detect_oscillating(s: Series, k: Knobs) -> Finding | None:
-    """Rows scatter far around the trend (erratic), or the trend itself swings up and back
-    down at least twice."""
+    """The loss swings more than its trend explains, in one of three ways, checked in order.
+
+    Swinging: around a centred 11-row rolling mean, the typical |row - trend| (median) is at
+    least SWING_OF_LEVEL (15%) of the loss's level and SWING_OF_TREND (25%) of the trend's whole
+    change (max - min), and the swings come back: the autocorrelation of row - trend at some lag
+    of 1-5 rows is -SWING_COMEBACK (-0.4) or lower, as where a swing up is followed, half a
+    period later, by one down (-0.5 for swings of 3 rows, -1 for 2 or 4). White noise around
+    such a mean correlates at about -0.13 at those lags, give or take 1/sqrt(rows), so short
+    runs need -(0.13 + 3/sqrt(rows)): -0.55 at 50 rows. A falling loss with noise has small
+    residuals against its change; a flat loss with small noise has small residuals against its
+    level; a noisy loss logged every step has large ones that do not come back (white noise is
+    uncorrelated at every lag), which its 10-step means then judge. Counting sign changes of
+    successive differences cannot tell swings from that noise: white noise turns two rows in
+    three. Checked on the rows as logged (swings of 2-10 rows) and again on the 10-step blocks
+    where those average several rows (swings of 2-10 blocks).
+
+    Erratic: rows jump from one to the next by ERRATIC_REL (25%) of the loss's level or more
+    (first differences at the upper quartile, as a standard deviation, on the 10-step blocks),
+    in no rhythm: spikes in a fifth of the rows or more.
+
+    Slow swings: the trend itself rebounds by SWING_REL (20%) of its trough, and SWING_NOISE (3)
+    noises, at least SWINGS (2) times, falling back each time."""
+    advice = _given(k.learning_rate(0.5, "lower the learning rate"), k.more_accumulation(),
+                    k.lower_beta())
+    for sw in s.swings:
+        if sw is not None and sw.swinging:
+            steps = (int(s.raw_steps[0]), int(s.raw_steps[-1]))
+            evidence = (f"loss swings ±{sw.amplitude:.2g} around its trend, up and back down "
+                        f"about every {sw.period_steps:.0f} steps, over steps {steps[0]}-"
+                        f"{steps[1]}: {100 * sw.amplitude / sw.level:.0f}% of its level "
+                        f"{sw.level:.3g}, while the trend moved {sw.change:.2g} in all")
+            return Finding("oscillating", "warning", evidence, advice, steps)
+
     x, t = s.loss, s.trend
     floor = 0.25 * abs(s.start)  # near zero loss, judge the scatter against the start instead
     scale = np.maximum(np.abs(t), floor)
     # first differences at the upper quartile: spikes in a fifth of the rows count, a few don't
     erratic = row_noise(x / scale, quantile=0.75, order=1)
     span = (int(s.steps[0]), int(s.steps[-1]))
-    advice = _given(k.learning_rate(0.5, "lower the learning rate"), k.more_accumulation(),
-                    k.lower_beta())
     if erratic >= ERRATIC_REL:
         evidence = (f"loss jumps ±{100 * erratic:.0f}% from row to row over steps "
                     f"{span[0]}-{span[1]} (typical deviation {s.noise:.2g} at a loss of "
@@ -445,17 +761,56 @@ def detect_oscillating(s: Series, k: Knobs) -> Finding | None:
     return Finding("oscillating", "warning", evidence, advice, span)
 
 
+@dataclass(frozen=True)
+class StartGap:
+    """Where the run's loss started against where the table says its objective starts."""
+
+    objective: Objective
+    expected: float  # the table's start value
+    first: float  # the first logged loss
+    tolerance: float  # on the side ``first`` lies (``_start_gap``)
+
+    @property
+    def far(self) -> bool:
+        return abs(self.first - self.expected) > self.tolerance
+
+
+def _start_gap(s: Series, k: Knobs) -> StartGap | None:
+    """None where the table's start value depends on the data or the config names no
+    algorithm. The first logged loss should lie within START_ABOVE (10%) of the start value
+    above it, START_BELOW (50%) below it, and either way within 3 row-to-row noises and twice
+    the swings around the trend."""
+    objective = k.objective
+    expected = objective.start if objective is not None else None
+    if objective is None or expected is None or len(s.raw_loss) == 0:
+        return None
+    first = float(s.raw_loss[0])
+    slack = max(3 * row_noise(s.raw_loss), 2 * s.swing_amplitude, 0.01)
+    rel = START_ABOVE if first > expected else START_BELOW
+    return StartGap(objective, expected, first, max(rel * abs(expected), slack))
+
+
 def _reference(s: Series, k: Knobs) -> tuple[float, str]:
-    """The loss of a model that has learnt nothing: log 2 for DPO-like losses, else the start."""
-    dpo_like = k.algo in DPO_LIKE if k.algo else abs(s.start - LN2) <= 0.05 * LN2
-    if dpo_like:
+    """The loss of a model that has learnt nothing: the table's start value for the run's
+    algorithms where the run began near it; else where the run began. Without a config, a run
+    that began near log 2 is taken for DPO."""
+    gap = _start_gap(s, k)
+    if gap is not None and not gap.far:
+        if math.isclose(gap.expected, LN2):
+            return LN2, "log 2 = 0.693, the loss of a policy that prefers neither response"
+        return gap.expected, f"{gap.expected:.3g}, the {gap.objective.label} loss at the " \
+                             "first step"
+    if k.objective is None and abs(s.start - LN2) <= 0.05 * LN2:
         return LN2, "log 2 = 0.693, the loss of a policy that prefers neither response"
     return s.start, f"its first value {s.start:.3g}"
 
 
 def detect_not_learning(s: Series, k: Knobs) -> Finding | None:
     """The last third of the loss sits where a model that learnt nothing would be, and the
-    trend never dipped well below it."""
+    trend never dipped well below it; not where the rows swing around that level (which
+    wants a lower learning rate, not the higher one advised here)."""
+    if s.swinging:
+        return None  # a mean held by swings: oscillating's business, with the opposite advice
     ref, what = _reference(s, k)
     tail = s.loss[-max(3, s.n // 3):]
     end = float(np.median(tail))
@@ -474,8 +829,7 @@ def detect_not_learning(s: Series, k: Knobs) -> Finding | None:
     evidence = (f"loss stayed at {end:.3g} over steps {s.steps[0]:.0f}-{s.steps[-1]:.0f}, "
                 f"within {100 * tolerance / abs(ref):.0f}% of {what}{margin_note}")
     advice = _given(k.learning_rate(2.0, "double the learning rate"), k.raise_beta(),
-                    k.check_data("chosen and rejected may be swapped, identical or unrelated "
-                                 "to the prompt"))
+                    k.check_data(k.data_doubt()))
     return Finding("not_learning", "warning", evidence, advice,
                    (int(s.steps[0]), int(s.steps[-1])))
 
@@ -483,7 +837,10 @@ def detect_not_learning(s: Series, k: Knobs) -> Finding | None:
 def detect_plateaued(s: Series, k: Knobs) -> Finding | None:
     """The loss fell at first, then stayed flat over the last 60% of the rows (a Theil-Sen
     line there falls less than 15% of the early drop, give or take its standard error) at a
-    poor level: a healthy run flattens too, but lower, where most pairs are told apart."""
+    poor level: a healthy run flattens too, but lower, where most pairs are told apart. Not
+    where the rows swing around that level (oscillating: a lower learning rate, not higher)."""
+    if s.swinging:
+        return None
     first_late = int(s.n * (1 - PLATEAU_SPAN))
     x_late, y_late = s.steps[first_late:], s.loss[first_late:]
     slope, intercept = theil_sen(x_late, y_late)
@@ -519,10 +876,40 @@ def detect_plateaued(s: Series, k: Knobs) -> Finding | None:
     evidence = (f"loss stopped improving around step {s.steps[flat]:.0f}{when} and stayed "
                 f"near {end:.3g} through step {s.steps[-1]:.0f} ({start:.3g} at the start, "
                 f"{stalled})")
-    advice = _given(k.more_epochs(), k.learning_rate(1.5, "raise the learning rate slightly"),
+    advice = _given(k.train_longer(), k.learning_rate(1.5, "raise the learning rate slightly"),
                     k.raise_beta())
     return Finding("plateaued", "warning", evidence, advice,
                    (int(s.steps[flat]), int(s.steps[-1])))
+
+
+def detect_unexpected_start(s: Series, k: Knobs) -> Finding | None:
+    """The first logged loss lies far from the loss the algorithm table gives for the first
+    step, when the policy still equals the reference (``_start_gap``: 10% above, 50% below,
+    and beyond the noise). Above, the loss has no reason to be unless the reference is not the
+    model training starts from, the loss ran with other settings than config.json says, or it
+    rose within the first logging window; below by half, the first window learnt a great deal
+    or the reference is off. Not looked for where the start depends on the data (SimPO, ORPO,
+    SFT) or the config names no algorithm."""
+    gap = _start_gap(s, k)
+    if gap is None or not gap.far:
+        return None
+    expected, first, objective = gap.expected, gap.first, gap.objective
+    step = int(s.raw_steps[0])
+    window = f" (a mean over steps 1-{step})" if step > 1 else ""
+    inputs = objective.start_inputs()
+    given = f" with {', '.join(inputs)}" if inputs else ""
+    side = "above" if first > expected else "below"
+    why = ", while the policy equals the reference" if objective.needs_reference else ""
+    evidence = (f"the first logged loss {first:.3g} at step {step}{window} is "
+                f"{abs(first - expected):.2g} {side} {expected:.3g}, where {objective.label}"
+                f"{given} starts (its loss before the first update{why})")
+    settings = (f"check that the loss ran with {', '.join(inputs)}: the start {expected:.3g} "
+                "follows from it" if inputs else None)
+    advice = _given(k.check_reference(expected), settings,
+                    k.log_every_step() if step > 1 else None,
+                    k.learning_rate(0.5, "if it rose within the first steps, halve the "
+                                    "learning rate") if side == "above" and step > 1 else None)
+    return Finding("unexpected_start", "warning", evidence, advice, (step, step))
 
 
 def _train_at(s: Series, name: str, step: float) -> float | None:
@@ -563,8 +950,8 @@ def detect_overfitting(s: Series, k: Knobs) -> Finding | None:
                     f"{smooth[-1]:.3g} at step {steps[-1]:.0f} while train {name} went from "
                     f"{train_then:.3g} to {train_now:.3g}")
         advice = _given(k.fewer_epochs(epoch, best_step), k.lower_beta(),
-                        f"add more (or more varied) training pairs; meanwhile use the "
-                        f"checkpoint nearest step {best_step}")
+                        f"{k.more_data()}; meanwhile use the checkpoint nearest step "
+                        f"{best_step}")
         return Finding("overfitting", "warning", evidence, advice,
                        (best_step, int(steps[-1])))
     return None
@@ -575,8 +962,9 @@ def _epoch_at(rows: list[Mapping[str, Any]], step: int) -> float | None:
 
 
 def detect_rewards_falling(s: Series, k: Knobs) -> Finding | None:
-    """Chosen and rejected rewards both ended well below where they started."""
-    if k.algo == "sft":
+    """Chosen and rejected rewards both ended well below where they started (not looked for
+    where the loss has no beta-scaled reward: SFT's rewards are its log-probs)."""
+    if not k.reads("beta"):
         return None
     ends: dict[str, tuple[float, float]] = {}
     for name in ("chosen_reward", "rejected_reward", "margin"):
@@ -591,9 +979,11 @@ def detect_rewards_falling(s: Series, k: Knobs) -> Finding | None:
     (c0, c1), (r0, r1), (m0, m1) = ends["chosen_reward"], ends["rejected_reward"], ends["margin"]
     evidence = (f"chosen reward fell {c0:.2g} -> {c1:.2g} and rejected reward {r0:.2g} -> "
                 f"{r1:.2g}, while the margin went {m0:.2g} -> {m1:.2g}")
-    advice = ["this is common in DPO: the log-probabilities of both responses drop while the "
-              "gap between them (the margin) grows; it matters only if generations get worse",
-              k.sft_term()]
+    this = "" if k.objective is None or k.objective.names == ("dpo",) else \
+        f" and its kin ({k.objective.label} here)"
+    advice = _given(f"this is common in DPO{this}: the log-probabilities of both responses "
+                    "drop while the gap between them (the margin) grows; it matters only if "
+                    "generations get worse", k.sft_term())
     return Finding("rewards_falling", "info", evidence, advice,
                    (int(s.steps[0]), int(s.steps[-1])))
 
@@ -622,8 +1012,7 @@ def detect_memory_growing(s: Series, k: Knobs) -> Finding | None:
     advice = [f"a steady rise across steps {a}-{b} (about {rate:.2g} MB per step) is likely a "
               "leak: look for tensors kept between steps (metrics summed without .item() or "
               ".detach(), a cache that keeps growing)",
-              "until it is fixed, long runs risk running out of memory: save checkpoints "
-              "(save_steps) so a crash can resume"]
+              k.save_checkpoints(b)]
     return Finding("memory_growing", "warning", evidence, advice, (a, b))
 
 
@@ -650,8 +1039,9 @@ def detect_throughput_falling(s: Series, k: Knobs) -> Finding | None:
 
 INSTANT: list[Detector] = [detect_nan]  # judged from one row: no minimum length
 TRENDS: list[Detector] = [detect_diverging, detect_oscillating, detect_not_learning,
-                          detect_plateaued, detect_overfitting, detect_memory_growing,
-                          detect_throughput_falling, detect_rewards_falling]
+                          detect_plateaued, detect_overfitting, detect_unexpected_start,
+                          detect_memory_growing, detect_throughput_falling,
+                          detect_rewards_falling]
 DETECTORS: list[Detector] = INSTANT + TRENDS  # priority order: of equal severity, earlier wins
 LIVE: list[Detector] = [detect_nan, detect_diverging, detect_oscillating]
 

@@ -1,5 +1,7 @@
 """Run diagnosis on synthetic metrics with realistic noise: each condition is named, and noisy
-healthy runs (several seeds, noise levels and loss shapes) raise no warning or error."""
+healthy runs (several seeds, noise levels and loss shapes) raise no warning or error; each
+algorithm is expected to start where the algorithm table says; swings are told from a plateau;
+every piece of advice quotes the run's own values."""
 
 import json
 import math
@@ -10,8 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from preftune.cli.diagnose import register
-from preftune.errors import UsageError
+from preftune.config import TrainConfig
+from preftune.errors import ConfigError, UsageError
 from preftune.fsutil import write_json, write_jsonl
+from preftune.losses import table
 from preftune.runs.diagnose import (
     CONDITIONS,
     MIN_ROWS,
@@ -234,12 +238,12 @@ def advice_of(condition, config, seed=0):
 def test_advice_quotes_the_runs_own_numbers():
     assert advice_of("diverging", BALANCED) == [
         "halve the learning rate: 5e-05 -> 2.5e-05", "lower beta: 0.1 -> 0.05",
-        "raise warmup_steps from 5 to 20"]
+        "raise warmup_steps: 5 -> 20"]
     aggressive = {**BALANCED, "learning_rate": 1e-4, "beta": 0.2, "warmup_steps": 10,
                   "epochs": 5}
     assert advice_of("diverging", aggressive) == [
         "halve the learning rate: 0.0001 -> 5e-05", "lower beta: 0.2 -> 0.05",
-        "raise warmup_steps from 10 to 20"]
+        "raise warmup_steps: 10 -> 20"]
     oscillating = advice_of("oscillating", BALANCED)
     assert oscillating[0] == "lower the learning rate: 5e-05 -> 2.5e-05"
     assert oscillating[1] == ("double gradient accumulation: grad_accum 8 -> 16 "
@@ -282,8 +286,8 @@ def test_memory_and_throughput_name_the_step_range():
 
 def test_without_a_config_the_advice_is_generic():
     advice = advice_of("diverging", None)
-    assert advice == ["halve the learning rate", "lower beta (e.g. to 0.05)",
-                      "raise warmup_steps (e.g. from 5 to 20)"]
+    assert advice == ["halve the learning rate", "lower beta (e.g. to half its value)",
+                      "raise warmup_steps (e.g. 5 -> 20)"]
     assert "preftune validate DATASET" in advice_of("nan", None)[2]
 
 
@@ -356,8 +360,9 @@ def test_live_monitor_reports_oscillation():
     found = feed(LiveMonitor(None), CASES["oscillating"](0))
     assert [f.condition for _, f in found] == ["diverging", "oscillating"]
     # sin(10 pi f) peaks at steps 25, 125, 225, ...; the first upswing after the initial
-    # descent tops out at step 125 (row 11): the rise is reported by then
-    assert found[0][0] <= 11
+    # descent tops out at step 125 (row 11) and falls back by step 175 (row 16): the rise is
+    # reported before it has fallen back
+    assert found[0][0] <= 14
     assert found[1][1].evidence.startswith("loss swung up and back down 2 times")
 
 
@@ -437,3 +442,301 @@ def test_cli_without_metrics_raises_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli_app(), ["diagnose", str(tmp_path)])
     assert isinstance(result.exception, UsageError)
     assert "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------ swings
+
+
+def square(period, steps, amplitude=0.25, mean=LN2):
+    """A loss at mean + amplitude for half of every ``period`` steps and mean - amplitude for
+    the other half, as a function of the run's fraction (``make_rows``)."""
+    return lambda f: mean + amplitude * (1 if round(f * steps) // (period / 2) % 2 == 0 else -1)
+
+
+def sine(period, steps, amplitude=0.25, mean=LN2):
+    return lambda f: mean + amplitude * math.sin(2 * math.pi * f * steps / period)
+
+
+@pytest.mark.parametrize("shape", [square, sine])
+@pytest.mark.parametrize(("every", "period"), [(1, 4), (1, 6), (1, 8), (10, 40), (10, 60)])
+def test_swings_around_a_flat_mean_are_oscillation(tmp_path, shape, every, period):
+    """±0.25 around log 2, up and back down every few steps (logged every step) or every few
+    rows (logged every 10): the 10-step means hide the first kind, and the mean neither falls
+    nor rises, but the rows swing by a third of the loss and come back each time."""
+    steps = 300 * every
+    rows = make_rows(0, steps=steps, every=every, loss=shape(period, steps), noise=0.02)
+    run = write_run(tmp_path / "run", rows, {**BALANCED, "logging_steps": every})
+    diagnosis = diagnose_run(run)
+    assert diagnosis.verdict == "oscillating", diagnosis.summary
+    # not also "not learning": its advice (a higher learning rate) would contradict
+    assert [f.condition for f in diagnosis.findings] == ["oscillating"]
+    finding = only(diagnosis, "oscillating")
+    amplitude = float(finding.evidence.removeprefix("loss swings ±").split()[0])
+    # a sine's median distance from its mean is 0.71 of its peak (0.5 sampled 4 times a period)
+    assert 0.1 <= amplitude <= 0.3
+    assert f"about every {period} steps" in finding.evidence
+    assert finding.advice[:2] == ["lower the learning rate: 5e-05 -> 2.5e-05",
+                                  "double gradient accumulation: grad_accum 8 -> 16 "
+                                  "(effective batch 8 -> 16)"]
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_a_flat_loss_with_small_noise_is_not_learning(every):
+    rows = make_rows(1, steps=300 * every, every=every, loss=lambda f: LN2,
+                     noise=0.02 * math.sqrt(10 / every), accuracy=lambda f: 0.5,
+                     rewards=(lambda f: 0.0, lambda f: 0.0))
+    diagnosis = diagnose(rows, {**BALANCED, "logging_steps": every})
+    assert [f.condition for f in diagnosis.findings] == ["not_learning"]
+    assert "within 3% of log 2 = 0.693" in diagnosis.findings[0].evidence
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_a_loss_that_falls_then_stays_flat_is_a_plateau(every):
+    rows = make_rows(2, steps=500, every=every, loss=decay(end=0.55, tau=0.08),
+                     noise=0.02 * math.sqrt(10 / every),
+                     accuracy=lambda f: 0.65 - 0.15 * math.exp(-f / 0.08))
+    diagnosis = diagnose(rows, {**BALANCED, "logging_steps": every})
+    assert [f.condition for f in diagnosis.findings] == ["plateaued"]
+    # swinging by ±0.2 around that flat level, it oscillates instead
+    swings = square(6, 500, amplitude=0.2, mean=0.0)
+    rows = make_rows(2, steps=500, every=1, noise=0.02,
+                     loss=lambda f: decay(end=0.55, tau=0.08)(f) + (swings(f) if f > 0.3 else 0),
+                     accuracy=lambda f: 0.65 - 0.15 * math.exp(-f / 0.08))
+    diagnosis = diagnose(rows, {**BALANCED, "logging_steps": 1})
+    assert [f.condition for f in diagnosis.findings] == ["oscillating"]
+
+
+@pytest.mark.parametrize(("every", "noise"), [(1, 0.1), (1, 0.15), (10, 0.04)])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_falling_loss_with_noise_is_healthy(every, noise, seed):
+    """Noise of 0.15 a row on a loss of 0.3-0.7 (20-50%): large, but it does not come back
+    the way swings do, and the 10-step means fall cleanly."""
+    rows = make_rows(seed, steps=500, every=every, noise=noise)
+    diagnosis = diagnose(rows, {**BALANCED, "logging_steps": every})
+    assert alarms(diagnosis) == [], diagnosis.summary
+
+
+# ------------------------------------------------------------------------------ the table
+
+
+def config_for(algo, **values):
+    """BALANCED for ``algo`` (a name or a mixture), its recommended values from the table
+    instead of DPO's, and ``values``."""
+    names = [algo] if isinstance(algo, str) else algo
+    recommended = {k: v for n in reversed(names) for k, v in table.ALGORITHMS[n].defaults.items()}
+    return {**BALANCED, "batch_size": 2, **recommended, "algo": algo, **values}
+
+
+def expected_start(config):
+    cfg = TrainConfig.build(config)
+    return table.start_loss(cfg.algorithms, cfg.loss_params(), cfg.loss_weights)
+
+
+@pytest.fixture
+def kto(monkeypatch):
+    """The table's KTO entry; until the table has one, a stand-in with KTO's start: 1 -
+    sigmoid(0) = 0.5 per example, times the weight of its label."""
+    if "kto" not in table.ALGORITHMS:
+        monkeypatch.setitem(table.ALGORITHMS, "kto", table.Algorithm(
+            "kto", table.ALGORITHMS["dpo"].loss, True, "unpaired",
+            ("beta", "desirable_weight", "undesirable_weight"),
+            lambda p: 0.25 * (p.desirable_weight + p.undesirable_weight), "stand-in",
+            "Ethayarajh et al. 2024, KTO (arXiv:2402.01306)"))
+    return table.ALGORITHMS["kto"]
+
+
+def test_kto_starting_near_half_and_falling_is_healthy(kto):
+    config = config_for("kto")
+    start = expected_start(config)
+    assert start == pytest.approx(0.5, abs=0.05)
+    rows = make_rows(0, loss=decay(start=start, end=0.2))
+    diagnosis = diagnose(rows, config)
+    assert diagnosis.verdict == "healthy" and diagnosis.findings == [], diagnosis.summary
+    # started at log 2 instead, it is told where KTO starts
+    finding = only(diagnose(make_rows(0), config), "unexpected_start")
+    assert finding.evidence.startswith("the first logged loss 0.68")
+    assert f"above {start:.3g}, where kto" in finding.evidence
+    assert "log 2" not in finding.evidence
+
+
+def test_kto_stuck_at_its_start_is_not_learning_from_there(kto):
+    config = config_for("kto", desirable_weight=1.0, undesirable_weight=1.0)
+    start = expected_start(config)
+    rows = make_rows(0, loss=lambda f: start, accuracy=lambda f: 0.5,
+                     rewards=(lambda f: 0.0, lambda f: 0.0))
+    finding = only(diagnose(rows, config), "not_learning")
+    assert f"of {start:.3g}, the kto loss at the first step" in finding.evidence
+    assert "log 2" not in finding.evidence
+    assert "desirable/undesirable labels may be wrong" in finding.advice[2]
+
+
+def test_simpo_makes_no_claim_about_log_2():
+    """SimPO's start depends on the data: a run sitting at 0.693 is judged against its own
+    first value, and a run starting at 1.3 is where it may be."""
+    config = config_for("simpo")
+    assert expected_start(config) is None
+    rows = make_rows(0, loss=lambda f: LN2, accuracy=lambda f: 0.5,
+                     rewards=(lambda f: 0.0, lambda f: 0.0))
+    diagnosis = diagnose(rows, config)
+    finding = only(diagnosis, "not_learning")
+    assert "its first value 0.69" in finding.evidence
+    assert "log 2" not in json.dumps(diagnosis.to_dict())
+    assert finding.advice[:2] == ["double the learning rate: 1e-06 -> 2e-06",
+                                  "raise beta: 2 -> 4"]
+    healthy = diagnose(make_rows(0, loss=decay(start=1.3, end=0.6)), config)
+    assert healthy.findings == []
+
+
+def test_ipo_starts_at_one_over_four_beta_squared():
+    config = config_for("ipo", beta=0.5)
+    assert expected_start(config) == pytest.approx(1.0)
+    assert diagnose(make_rows(0, loss=decay(start=1.0, end=0.4)), config).findings == []
+    high = make_rows(0, loss=decay(start=2.0, end=0.5))
+    finding = only(diagnose(high, config), "unexpected_start")
+    assert finding.evidence.startswith("the first logged loss 1.9 at step 10 (a mean over "
+                                       "steps 1-10) is 0.9 above 1, where ipo with beta 0.5 "
+                                       "starts")
+    # below, the first rows may have learnt a lot already: half of the start is allowed
+    assert diagnose(make_rows(0, loss=decay(start=0.6, end=0.3)), config).findings == []
+    assert finding.advice[:2] == [
+        "check that the reference is the model training starts from: only then does the loss "
+        "start at 1", "check that the loss ran with beta 0.5: the start 1 follows from it"]
+
+
+def test_a_mixtures_start_is_the_weighted_sum_of_its_parts():
+    config = config_for(["dpo", "hinge"], loss_weights=[0.5, 2.0])
+    start = 0.5 * LN2 + 2.0 * 1.0
+    assert expected_start(config) == pytest.approx(start)
+    assert diagnose(make_rows(0, loss=decay(start=start, end=0.9)), config).findings == []
+    finding = only(diagnose(make_rows(0), config), "unexpected_start")
+    assert "below 2.35, where 0.5 dpo + 2 hinge starts" in finding.evidence
+    # with an SFT part the start depends on the data: no claim
+    sft_mix = config_for(["dpo", "sft"], loss_weights=[1.0, 0.5])
+    assert expected_start(sft_mix) is None
+    assert diagnose(make_rows(0, loss=decay(start=3.0, end=1.0)), sft_mix).findings == []
+
+
+@pytest.mark.parametrize("name", sorted(table.ALGORITHMS))
+def test_every_algorithm_starting_where_the_table_says_and_falling_is_healthy(name):
+    """Whatever the table holds: a run that starts at its start value (or anywhere, where the
+    value depends on the data) and falls raises nothing."""
+    config = config_for(name)
+    try:
+        start = expected_start(config)
+    except ConfigError as e:  # an entry whose recommended values need a companion setting
+        pytest.skip(str(e))
+    scale = max(abs(start), 0.5) if start is not None else 1.3
+    first = start if start is not None else 1.3
+    rows = make_rows(0, loss=decay(start=first, end=first - 0.6 * scale), noise=0.02 * scale)
+    diagnosis = diagnose(rows, config)
+    assert alarms(diagnosis) == [], diagnosis.summary
+    # started twice as high as it should, it is told (where the table knows the start)
+    high = diagnose(make_rows(0, loss=decay(start=first + scale, end=first), noise=0.02 * scale),
+                    config)
+    told = [f for f in high.findings if f.condition == "unexpected_start"]
+    assert len(told) == (start is not None)
+    if told:
+        assert f"above {start:.3g}, where {name}" in told[0].evidence
+
+
+def test_a_first_loss_above_the_start_is_named_with_both_numbers(tmp_path):
+    config = {**BALANCED, "model": "HuggingFaceTB/SmolLM2-135M", "logging_steps": 10}
+    run = write_run(tmp_path / "run", make_rows(0, loss=decay(start=0.95, end=0.3)), config)
+    diagnosis = diagnose_run(run)
+    assert diagnosis.verdict == "unexpected_start"
+    finding = only(diagnosis, "unexpected_start")
+    assert finding.evidence == (
+        "the first logged loss 0.92 at step 10 (a mean over steps 1-10) is 0.23 above 0.693, "
+        "where dpo starts (its loss before the first update, while the policy equals the "
+        "reference)")
+    assert finding.advice == [
+        "check that the reference is the model training starts from "
+        "(HuggingFaceTB/SmolLM2-135M): only then does the loss start at 0.693",
+        "log every step to see where the loss starts: logging_steps 10 -> 1",
+        "if it rose within the first steps, halve the learning rate: 5e-05 -> 2.5e-05"]
+    assert finding.steps == (10, 10)
+
+
+def test_an_old_config_json_still_gives_the_start(tmp_path):
+    """config.json of an older version: fields since added are missing, a field since removed
+    is there; and one whose values no longer validate together still gives the algorithm."""
+    old = {"algo": "sigmoid", "beta": 0.1, "learning_rate": 5e-5, "epochs": 3,
+           "warmup_steps": 5, "grad_accum": 8, "batch_size": 1, "use_liger": False}
+    flat = make_rows(0, loss=lambda f: LN2, accuracy=lambda f: 0.5,
+                     rewards=(lambda f: 0.0, lambda f: 0.0))
+    finding = only(diagnose_run(write_run(tmp_path / "old", flat, old)), "not_learning")
+    assert "log 2 = 0.693" in finding.evidence
+    broken = {"algo": "ipo", "beta": 0.5, "max_length": 256, "max_prompt_length": 512}
+    high = make_rows(0, loss=decay(start=1.9, end=0.5))
+    finding = only(diagnose_run(write_run(tmp_path / "broken", high, broken)), "unexpected_start")
+    assert "above 1, where ipo with beta 0.5 starts" in finding.evidence
+
+
+# ------------------------------------------------------------------------------ advice numbers
+
+
+def test_diverging_advice_names_the_learning_rate_from_and_to(tmp_path):
+    run = write_run(tmp_path / "run", CASES["diverging"](0), {**BALANCED, "learning_rate": 5e-5})
+    advice = only(diagnose_run(run), "diverging").advice
+    assert advice[0] == "halve the learning rate: 5e-05 -> 2.5e-05"
+    assert "5e-05" in advice[0] and "2.5e-05" in advice[0]
+
+
+def test_plateau_advice_names_max_steps_where_the_run_set_it():
+    advice = advice_of("plateaued", {**BALANCED, "max_steps": 500})
+    assert advice[0] == "train longer: max_steps 500 -> 1000"
+
+
+def test_overfitting_advice_names_max_steps_and_n_examples():
+    advice = advice_of("overfitting", {**BALANCED, "max_steps": 500, "n_examples": 400})
+    assert advice[0] == "stop where eval peaked: max_steps 500 -> 200"
+    assert advice[2].startswith("train on more pairs: n_examples 400 -> 800 (or unset it to "
+                                "use them all); meanwhile use the checkpoint nearest step 200")
+
+
+def test_memory_advice_names_save_steps():
+    unset = advice_of("memory_growing", {**BALANCED, "save_steps": None})
+    assert unset[1].endswith("save checkpoints so a crash can resume: save_steps unset -> 50")
+    every = advice_of("memory_growing", {**BALANCED, "save_steps": 100})
+    assert every[1].endswith("a crash resumes from the last checkpoint, every 100 steps "
+                             "(save_steps)")
+
+
+def test_throughput_advice_names_the_batch_or_the_length():
+    batched = advice_of("throughput_falling", {**BALANCED, "batch_size": 4, "grad_accum": 2})
+    assert batched[1] == ("relieve memory: batch_size 4 -> 2 and grad_accum 2 -> 4 keep the "
+                          "effective batch")
+    single = advice_of("throughput_falling", {**BALANCED, "gradient_checkpointing": False})
+    assert single[1] == ("relieve memory: max_length 1024 -> 768, or gradient_checkpointing "
+                         "false -> true")
+
+
+def test_rewards_falling_advice_weights_a_mixtures_sft_part():
+    rows = make_rows(4, rewards=(lambda f: -0.8 * f, lambda f: -2.5 * f))
+    mixture = config_for(["dpo", "sft"], loss_weights=[1.0, 0.5])
+    advice = only(diagnose(rows, mixture), "rewards_falling").advice
+    assert advice[0].startswith("this is common in DPO and its kin (1 dpo + 0.5 sft here)")
+    assert advice[1] == ("if generations get worse, weight the mixture's sft part more: "
+                         "loss_weights [1, 0.5] -> [1, 1]")
+    orpo = only(diagnose(rows, config_for("orpo")), "rewards_falling").advice
+    assert len(orpo) == 1  # ORPO's NLL term is built in: no SFT advice
+    assert only(diagnose(rows, {**BALANCED, "sft_weight": 0.2}), "rewards_falling").advice[1] \
+        == "if generations get worse, raise the SFT term: sft_weight 0.2 -> 0.4"
+
+
+def test_sft_advice_has_no_beta():
+    config = config_for("sft")
+    not_learning = advice_of("not_learning", config)
+    assert not_learning[0] == "double the learning rate: 5e-05 -> 0.0001"
+    assert not any("beta" in line for line in not_learning)
+    assert "the chosen responses may be empty, truncated or unrelated" in not_learning[1]
+    assert advice_of("diverging", config) == ["halve the learning rate: 5e-05 -> 2.5e-05",
+                                              "raise warmup_steps: 5 -> 20"]
+    rows = make_rows(4, rewards=(lambda f: -0.8 * f, lambda f: -2.5 * f))
+    assert [f.condition for f in diagnose(rows, config).findings] == []
+
+
+def test_lower_beta_halves_the_smaller_of_the_runs_and_the_tables():
+    assert advice_of("diverging", {**BALANCED, "beta": 0.05})[1] == "lower beta: 0.05 -> 0.025"
+    simpo = config_for("simpo", beta=2.5)
+    assert advice_of("diverging", simpo)[1] == "lower beta: 2.5 -> 1"
