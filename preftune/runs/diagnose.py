@@ -4,7 +4,7 @@ Each detector looks at one thing (where the loss started, its trend, its swings,
 train accuracy, memory, throughput, rewards) and returns a ``Finding`` or None; ``DETECTORS``
 lists them in priority order. The verdict is the condition of the most severe finding, ties
 going to the earlier detector; a run whose findings are all "info" is healthy. The rules and the
-advice follow the DPO hyperparameter tuning guide: loss diverges → halve the learning rate,
+advice follow the DPO hyperparameter tuning guide: loss diverges → lower the learning rate,
 beta to half its default, warmup 5 → 20; oscillates → lower the learning rate, more gradient
 accumulation; ...
 
@@ -20,7 +20,7 @@ median, the noise a median of second differences, slow drifts medians of quarter
 Theil-Sen line; every threshold is relative to the loss's own scale and above its noise.
 Swings faster than a block are judged on the rows as logged (``swing``).
 
-Advice names the run's value and the one to try (``halve the learning rate: 5e-05 ->
+Advice names the run's value and the one to try (``lower the learning rate from 5e-05 to
 2.5e-05``); where config.json lacks the value it says what to change without numbers.
 """
 
@@ -485,59 +485,59 @@ class Knobs:
 
     def learning_rate(self, factor: float, verb: str) -> str:
         lr = self._num("learning_rate")
-        return f"{verb}: {lr:g} -> {lr * factor:g}" if lr is not None else verb
+        return f"{verb} from {lr:g} to {lr * factor:g}" if lr is not None else verb
 
     def lower_beta(self) -> str | None:
         """Half the smaller of the run's beta and the algorithm's recommended one: the guide's
-        DPO beta 0.1 or 0.2 -> 0.05, SimPO's 2 -> 1."""
+        DPO beta 0.1 or 0.2 to 0.05, SimPO's 2 to 1."""
         if not self.reads("beta"):
             return None  # no preference term
         beta = self._num("beta")
         if beta is None:
             return "lower beta (e.g. to half its value)"
-        return f"lower beta: {beta:g} -> {min(beta, self.default_beta()) / 2:g}"
+        return f"lower beta from {beta:g} to {min(beta, self.default_beta()) / 2:g}"
 
     def raise_beta(self) -> str | None:
         if not self.reads("beta"):
             return None
         beta = self._num("beta")
-        return f"raise beta: {beta:g} -> {beta * 2:g}" if beta is not None else \
+        return f"raise beta from {beta:g} to {beta * 2:g}" if beta is not None else \
             "raise beta (e.g. to twice its value)"
 
     def more_warmup(self) -> str:
         warmup = self._num("warmup_steps")
         if warmup is None:
-            return "raise warmup_steps (e.g. 5 -> 20)"
-        return f"raise warmup_steps: {warmup:.0f} -> {max(20, 2 * warmup):.0f}"
+            return "raise warmup_steps (e.g. from 5 to 20)"
+        return f"raise warmup_steps from {warmup:.0f} to {max(20, 2 * warmup):.0f}"
 
     def more_accumulation(self) -> str:
         accum, batch = self._num("grad_accum"), self._num("batch_size")
         if accum is None:
             return "raise grad_accum (e.g. double it) for a larger, less noisy effective batch"
-        text = f"double gradient accumulation: grad_accum {accum:.0f} -> {2 * accum:.0f}"
+        text = f"double gradient accumulation: grad_accum from {accum:.0f} to {2 * accum:.0f}"
         if batch is not None:
-            text += f" (effective batch {batch * accum:.0f} -> {2 * batch * accum:.0f})"
+            text += f" (effective batch from {batch * accum:.0f} to {2 * batch * accum:.0f})"
         return text
 
     def train_longer(self) -> str:
         max_steps, epochs = self._num("max_steps"), self._num("epochs")
         if max_steps is not None:  # it ends the run whatever epochs says
-            return f"train longer: max_steps {max_steps:.0f} -> {2 * max_steps:.0f}"
-        return (f"train longer: epochs {epochs:.0f} -> {epochs + 2:.0f}" if epochs is not None
+            return f"train longer: max_steps from {max_steps:.0f} to {2 * max_steps:.0f}"
+        return (f"train longer: epochs from {epochs:.0f} to {epochs + 2:.0f}" if epochs is not None
                 else "train longer (e.g. 2 more epochs)")
 
     def fewer_epochs(self, best_epoch: float, best_step: int) -> str:
         max_steps, epochs = self._num("max_steps"), self._num("epochs")
         if max_steps is not None:
-            return f"stop where eval peaked: max_steps {max_steps:.0f} -> {best_step}"
+            return f"stop where eval peaked: max_steps from {max_steps:.0f} to {best_step}"
         if epochs is None:
             return f"train fewer epochs: eval peaked at epoch {best_epoch:.2g} (step {best_step})"
         to = max(1, math.ceil(best_epoch))
         if to >= epochs:
             if epochs <= 1:
-                return f"stop where eval peaked: max_steps unset -> {best_step}"
+                return f"stop where eval peaked: max_steps from unset to {best_step}"
             to = int(epochs) - 1
-        return f"train fewer epochs: epochs {epochs:.0f} -> {to} (eval peaked at epoch " \
+        return f"train fewer epochs: epochs from {epochs:.0f} to {to} (eval peaked at epoch " \
                f"{best_epoch:.2g})"
 
     def sft_term(self) -> str | None:
@@ -550,16 +550,16 @@ class Knobs:
             raised = list(weights)
             part = obj.names.index("sft")
             raised[part] = 2 * weights[part] if weights[part] > 0 else 0.1
-            return when + f"weight the mixture's sft part more: loss_weights " \
-                          f"{_numbers(weights)} -> {_numbers(raised)}"
+            return when + f"weight the mixture's sft part more: loss_weights from " \
+                          f"{_numbers(weights)} to {_numbers(raised)}"
         if not self.reads("sft_weight"):
             return None
         weight = self._num("sft_weight")
         if weight is None:
             return when + "add an SFT term on the chosen responses (e.g. sft_weight=0.1)"
         if weight == 0:
-            return when + "add an SFT term on the chosen responses: sft_weight 0 -> 0.1"
-        return when + f"raise the SFT term: sft_weight {weight:g} -> {2 * weight:g}"
+            return when + "add an SFT term on the chosen responses: sft_weight from 0 to 0.1"
+        return when + f"raise the SFT term: sft_weight from {weight:g} to {2 * weight:g}"
 
     def dtype(self) -> str:
         dtype = self.config.get("dtype")
@@ -568,7 +568,7 @@ class Knobs:
                    "-> bf16 (or fp32)"
         if dtype == "auto":
             return "the run used dtype auto: if that resolved to fp16 (a GPU without bf16), " \
-                   "set dtype auto -> bf16 or fp32"
+                   "set dtype from auto to bf16 or fp32"
         if dtype in ("bf16", "fp32"):
             return f"the run used dtype {dtype}, so fp16 overflow is not the cause; look at " \
                    "the learning rate and the data"
@@ -594,21 +594,21 @@ class Knobs:
             self.objective.data == "unpaired" else "pairs"
         n = self._num("n_examples")
         if n is not None:
-            return f"train on more {unit}: n_examples {n:.0f} -> {2 * n:.0f} (or unset it to " \
-                   "use them all)"
+            return f"train on more {unit}: n_examples from {n:.0f} to {2 * n:.0f} (or unset " \
+                   "it to use them all)"
         return f"add more (or more varied) training {unit}"
 
     def smaller_batches(self) -> str:
         batch, accum = self._num("batch_size"), self._num("grad_accum")
         length = self._num("max_length")
         if batch is not None and batch > 1 and accum is not None:
-            return (f"relieve memory: batch_size {batch:.0f} -> {batch // 2:.0f} and grad_accum "
-                    f"{accum:.0f} -> {2 * accum:.0f} keep the effective batch")
+            return (f"relieve memory: batch_size from {batch:.0f} to {batch // 2:.0f} and "
+                    f"grad_accum from {accum:.0f} to {2 * accum:.0f} keep the effective batch")
         checkpointing = self.config.get("gradient_checkpointing")
-        also = ("" if checkpointing is True else ", or gradient_checkpointing false -> true"
+        also = ("" if checkpointing is True else ", or gradient_checkpointing from false to true"
                 if checkpointing is False else ", or gradient_checkpointing=true")
         if length is not None:
-            return f"relieve memory: max_length {length:.0f} -> {length * 3 // 4:.0f}{also}"
+            return f"relieve memory: max_length from {length:.0f} to {length * 3 // 4:.0f}{also}"
         return "relieve memory: a smaller batch_size (more grad_accum) or max_length" + also
 
     def save_checkpoints(self, last_step: int) -> str:
@@ -620,7 +620,8 @@ class Knobs:
                            "(save_steps)"
         if "save_steps" in self.config:  # None: checkpoints at epoch ends only
             every = max(10, round(last_step / 100) * 10)
-            return until + f"save checkpoints so a crash can resume: save_steps unset -> {every}"
+            return until + ("save checkpoints so a crash can resume: save_steps from unset to "
+                            f"{every}")
         return until + "save checkpoints (save_steps) so a crash can resume"
 
     def log_every_step(self) -> str | None:
@@ -629,7 +630,7 @@ class Knobs:
             return "log every step to see where the loss starts: logging_steps=1"
         if logging <= 1:
             return None
-        return f"log every step to see where the loss starts: logging_steps {logging:.0f} -> 1"
+        return f"log every step to see where the loss starts: logging_steps from {logging:.0f} to 1"
 
     def check_reference(self, expected: float) -> str | None:
         if self.objective is None or not self.objective.needs_reference:
@@ -663,7 +664,7 @@ def detect_nan(s: Series, k: Knobs) -> Finding | None:
                           if previous is not None and key == "loss" else "")
                 last = max([step] + [_step(r, j) for j, r in enumerate(s.rows)])
                 return Finding("nan", "error", f"{key} became {value} at step {step}{before}",
-                               [k.learning_rate(0.5, "halve the learning rate"), k.dtype(),
+                               [k.learning_rate(0.5, "lower the learning rate"), k.dtype(),
                                 k.check_data("an empty or truncated response can blow the "
                                              "log-probabilities up")],
                                (step, last))
@@ -681,7 +682,7 @@ def detect_diverging(s: Series, k: Knobs) -> Finding | None:
     x, t = s.loss, s.trend
     low_i = int(np.argmin(t[:-3]))
     low, tail, last = float(t[low_i]), float(np.median(x[-3:])), float(x[-1])
-    advice = _given(k.learning_rate(0.5, "halve the learning rate"), k.lower_beta(),
+    advice = _given(k.learning_rate(0.5, "lower the learning rate"), k.lower_beta(),
                     k.more_warmup())
     span = (int(s.steps[low_i]), int(s.steps[-1]))
     if last >= BLOWUP * abs(low) and last - low >= BLOWUP_NOISE * s.noise:
@@ -828,7 +829,7 @@ def detect_not_learning(s: Series, k: Knobs) -> Finding | None:
         margin_note = f"; the reward margin stayed at {margin_end:.2g}"
     evidence = (f"loss stayed at {end:.3g} over steps {s.steps[0]:.0f}-{s.steps[-1]:.0f}, "
                 f"within {100 * tolerance / abs(ref):.0f}% of {what}{margin_note}")
-    advice = _given(k.learning_rate(2.0, "double the learning rate"), k.raise_beta(),
+    advice = _given(k.learning_rate(2.0, "raise the learning rate"), k.raise_beta(),
                     k.check_data(k.data_doubt()))
     return Finding("not_learning", "warning", evidence, advice,
                    (int(s.steps[0]), int(s.steps[-1])))
@@ -907,7 +908,7 @@ def detect_unexpected_start(s: Series, k: Knobs) -> Finding | None:
                 "follows from it" if inputs else None)
     advice = _given(k.check_reference(expected), settings,
                     k.log_every_step() if step > 1 else None,
-                    k.learning_rate(0.5, "if it rose within the first steps, halve the "
+                    k.learning_rate(0.5, "if it rose within the first steps, lower the "
                                     "learning rate") if side == "above" and step > 1 else None)
     return Finding("unexpected_start", "warning", evidence, advice, (step, step))
 
@@ -977,8 +978,8 @@ def detect_rewards_falling(s: Series, k: Knobs) -> Finding | None:
             return None
         ends[name] = (first, last)
     (c0, c1), (r0, r1), (m0, m1) = ends["chosen_reward"], ends["rejected_reward"], ends["margin"]
-    evidence = (f"chosen reward fell {c0:.2g} -> {c1:.2g} and rejected reward {r0:.2g} -> "
-                f"{r1:.2g}, while the margin went {m0:.2g} -> {m1:.2g}")
+    evidence = (f"chosen reward fell from {c0:.2g} to {c1:.2g} and rejected reward from "
+                f"{r0:.2g} to {r1:.2g}, while the margin went from {m0:.2g} to {m1:.2g}")
     this = "" if k.objective is None or k.objective.names == ("dpo",) else \
         f" and its kin ({k.objective.label} here)"
     advice = _given(f"this is common in DPO{this}: the log-probabilities of both responses "
@@ -1026,7 +1027,7 @@ def detect_throughput_falling(s: Series, k: Knobs) -> Finding | None:
             and q[3] <= q[0] * (1 - THROUGHPUT_TOTAL)):
         return None
     memory = _drift(s, "peak_memory_mb")
-    also = (f": peak memory went {memory[0][0]:,.0f} -> {memory[0][3]:,.0f} MB over the same "
+    also = (f": peak memory went from {memory[0][0]:,.0f} to {memory[0][3]:,.0f} MB over the same "
             "steps" if memory is not None else "")
     evidence = (f"throughput fell {100 * (1 - q[3] / q[0]):.0f}% over steps {a}-{b} "
                 f"({q[0]:,.0f} -> {q[3]:,.0f} tokens/s), falling in every quarter")
@@ -1076,7 +1077,7 @@ def diagnose(rows: Sequence[Mapping[str, float]],
 
 def _healthy_summary(s: Series, notes: list[Finding]) -> str:
     end = float(np.median(s.loss[-3:]))
-    text = (f"healthy: loss {s.start:.3g} -> {end:.3g} over steps {s.steps[0]:.0f}-"
+    text = (f"healthy: loss from {s.start:.3g} to {end:.3g} over steps {s.steps[0]:.0f}-"
             f"{s.steps[-1]:.0f}")
     _, accuracy = s.eval_metric("eval/accuracy")
     if len(accuracy):

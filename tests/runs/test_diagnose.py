@@ -155,7 +155,7 @@ def test_rewards_falling_is_information_on_a_healthy_run():
     finding = only(diagnosis, "rewards_falling")
     assert finding.severity == "info"
     assert "common in DPO" in finding.advice[0]
-    assert "sft_weight 0 -> 0.1" in finding.advice[1]
+    assert "sft_weight from 0 to 0.1" in finding.advice[1]
     assert "while the margin went" in finding.evidence
 
 
@@ -227,8 +227,8 @@ def test_findings_are_listed_most_severe_first():
 def test_healthy_summary_says_so_with_the_numbers():
     diagnosis = diagnose(make_rows(0, eval_every=100), BALANCED)
     assert diagnosis.findings == []
-    assert diagnosis.summary == ("healthy: loss 0.638 -> 0.302 over steps 10-500, eval accuracy "
-                                 "0.788; no change needed")
+    assert diagnosis.summary == ("healthy: loss from 0.638 to 0.302 over steps 10-500, eval "
+                                 "accuracy 0.788; no change needed")
 
 
 def advice_of(condition, config, seed=0):
@@ -237,36 +237,37 @@ def advice_of(condition, config, seed=0):
 
 def test_advice_quotes_the_runs_own_numbers():
     assert advice_of("diverging", BALANCED) == [
-        "halve the learning rate: 5e-05 -> 2.5e-05", "lower beta: 0.1 -> 0.05",
-        "raise warmup_steps: 5 -> 20"]
+        "lower the learning rate from 5e-05 to 2.5e-05", "lower beta from 0.1 to 0.05",
+        "raise warmup_steps from 5 to 20"]
     aggressive = {**BALANCED, "learning_rate": 1e-4, "beta": 0.2, "warmup_steps": 10,
                   "epochs": 5}
     assert advice_of("diverging", aggressive) == [
-        "halve the learning rate: 0.0001 -> 5e-05", "lower beta: 0.2 -> 0.05",
-        "raise warmup_steps: 10 -> 20"]
+        "lower the learning rate from 0.0001 to 5e-05", "lower beta from 0.2 to 0.05",
+        "raise warmup_steps from 10 to 20"]
     oscillating = advice_of("oscillating", BALANCED)
-    assert oscillating[0] == "lower the learning rate: 5e-05 -> 2.5e-05"
-    assert oscillating[1] == ("double gradient accumulation: grad_accum 8 -> 16 "
-                              "(effective batch 8 -> 16)")
+    assert oscillating[0] == "lower the learning rate from 5e-05 to 2.5e-05"
+    assert oscillating[1] == ("double gradient accumulation: grad_accum from 8 to 16 "
+                              "(effective batch from 8 to 16)")
     assert advice_of("plateaued", BALANCED) == [
-        "train longer: epochs 3 -> 5", "raise the learning rate slightly: 5e-05 -> 7.5e-05",
-        "raise beta: 0.1 -> 0.2"]
+        "train longer: epochs from 3 to 5",
+        "raise the learning rate slightly from 5e-05 to 7.5e-05",
+        "raise beta from 0.1 to 0.2"]
     not_learning = advice_of("not_learning", BALANCED)
-    assert not_learning[:2] == ["double the learning rate: 5e-05 -> 0.0001",
-                                "raise beta: 0.1 -> 0.2"]
+    assert not_learning[:2] == ["raise the learning rate from 5e-05 to 0.0001",
+                                "raise beta from 0.1 to 0.2"]
     assert not_learning[2].endswith("preftune validate pairs.jsonl")
     overfitting = advice_of("overfitting", BALANCED)
-    assert overfitting[0] == "train fewer epochs: epochs 3 -> 2 (eval peaked at epoch 1.2)"
-    assert overfitting[1] == "lower beta: 0.1 -> 0.05"
+    assert overfitting[0] == "train fewer epochs: epochs from 3 to 2 (eval peaked at epoch 1.2)"
+    assert overfitting[1] == "lower beta from 0.1 to 0.05"
     assert "checkpoint nearest step 200" in overfitting[2]
     simpo = {**BALANCED, "algo": "simpo", "beta": 2.0, "learning_rate": 1e-6}
-    assert advice_of("diverging", simpo)[:2] == ["halve the learning rate: 1e-06 -> 5e-07",
-                                                 "lower beta: 2 -> 1"]
+    assert advice_of("diverging", simpo)[:2] == ["lower the learning rate from 1e-06 to 5e-07",
+                                                 "lower beta from 2 to 1"]
 
 
 def test_nan_advice_names_the_runs_dtype():
     fp16 = advice_of("nan", {**BALANCED, "dtype": "fp16"})
-    assert fp16[0] == "halve the learning rate: 5e-05 -> 2.5e-05"
+    assert fp16[0] == "lower the learning rate from 5e-05 to 2.5e-05"
     assert fp16[1].startswith("the run used dtype fp16") and "bf16" in fp16[1]
     assert advice_of("nan", BALANCED)[1].startswith("the run used dtype bf16, so fp16 overflow "
                                                     "is not the cause")
@@ -281,13 +282,13 @@ def test_memory_and_throughput_name_the_step_range():
     throughput = only(diagnose(CASES["throughput_falling"](0), BALANCED), "throughput_falling")
     assert throughput.steps == (60, 500)
     assert "steps 60-500" in throughput.advice[0] and "memory pressure" in throughput.advice[0]
-    assert "max_length 1024 -> 768" in throughput.advice[1]
+    assert "max_length from 1024 to 768" in throughput.advice[1]
 
 
 def test_without_a_config_the_advice_is_generic():
     advice = advice_of("diverging", None)
-    assert advice == ["halve the learning rate", "lower beta (e.g. to half its value)",
-                      "raise warmup_steps (e.g. 5 -> 20)"]
+    assert advice == ["lower the learning rate", "lower beta (e.g. to half its value)",
+                      "raise warmup_steps (e.g. from 5 to 20)"]
     assert "preftune validate DATASET" in advice_of("nan", None)[2]
 
 
@@ -343,7 +344,7 @@ def test_live_monitor_reports_divergence_soon_and_once():
     assert [f.condition for _, f in found] == ["diverging"]
     index, finding = found[0]
     assert onset <= index <= onset + 8
-    assert finding.advice[0] == "halve the learning rate: 5e-05 -> 2.5e-05"
+    assert finding.advice[0] == "lower the learning rate from 5e-05 to 2.5e-05"
 
 
 def test_live_monitor_reports_nan_at_once_and_once():
@@ -387,13 +388,13 @@ def test_diagnose_run_reads_the_run_and_writes_diagnosis_json(tmp_path):
     run = write_run(tmp_path / "run", CASES["nan"](0))  # NaN survives the JSON round trip
     diagnosis = diagnose_run(run)
     assert diagnosis.verdict == "nan"
-    assert diagnosis.findings[0].advice[0] == "halve the learning rate: 5e-05 -> 2.5e-05"
+    assert diagnosis.findings[0].advice[0] == "lower the learning rate from 5e-05 to 2.5e-05"
     saved = json.loads((run / "diagnosis.json").read_text())
     assert saved == diagnosis.to_dict()
     assert [p.name for p in run.iterdir() if p.name.startswith(".")] == []  # no temp left
 
     other = write_run(tmp_path / "other", CASES["diverging"](0), config=None)
-    assert diagnose_run(other, write=False).findings[0].advice[0] == "halve the learning rate"
+    assert diagnose_run(other, write=False).findings[0].advice[0] == "lower the learning rate"
     assert not (other / "diagnosis.json").exists()
 
 
@@ -421,7 +422,7 @@ def test_cli_prints_the_verdict_and_advice_and_writes_the_file(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("diverging: loss rose")
     assert "error diverging (steps" in result.output
-    assert "- halve the learning rate: 5e-05 -> 2.5e-05" in result.output
+    assert "- lower the learning rate from 5e-05 to 2.5e-05" in result.output
     assert f"wrote {run / 'diagnosis.json'}" in result.output
     assert json.loads((run / "diagnosis.json").read_text())["verdict"] == "diverging"
     nan = write_run(tmp_path / "nan", CASES["nan"](0))
@@ -475,9 +476,9 @@ def test_swings_around_a_flat_mean_are_oscillation(tmp_path, shape, every, perio
     # a sine's median distance from its mean is 0.71 of its peak (0.5 sampled 4 times a period)
     assert 0.1 <= amplitude <= 0.3
     assert f"about every {period} steps" in finding.evidence
-    assert finding.advice[:2] == ["lower the learning rate: 5e-05 -> 2.5e-05",
-                                  "double gradient accumulation: grad_accum 8 -> 16 "
-                                  "(effective batch 8 -> 16)"]
+    assert finding.advice[:2] == ["lower the learning rate from 5e-05 to 2.5e-05",
+                                  "double gradient accumulation: grad_accum from 8 to 16 "
+                                  "(effective batch from 8 to 16)"]
 
 
 @pytest.mark.parametrize("every", [1, 10])
@@ -581,8 +582,8 @@ def test_simpo_makes_no_claim_about_log_2():
     finding = only(diagnosis, "not_learning")
     assert "its first value 0.69" in finding.evidence
     assert "log 2" not in json.dumps(diagnosis.to_dict())
-    assert finding.advice[:2] == ["double the learning rate: 1e-06 -> 2e-06",
-                                  "raise beta: 2 -> 4"]
+    assert finding.advice[:2] == ["raise the learning rate from 1e-06 to 2e-06",
+                                  "raise beta from 2 to 4"]
     healthy = diagnose(make_rows(0, loss=decay(start=1.3, end=0.6)), config)
     assert healthy.findings == []
 
@@ -652,8 +653,8 @@ def test_a_first_loss_above_the_start_is_named_with_both_numbers(tmp_path):
     assert finding.advice == [
         "check that the reference is the model training starts from "
         "(HuggingFaceTB/SmolLM2-135M): only then does the loss start at 0.693",
-        "log every step to see where the loss starts: logging_steps 10 -> 1",
-        "if it rose within the first steps, halve the learning rate: 5e-05 -> 2.5e-05"]
+        "log every step to see where the loss starts: logging_steps from 10 to 1",
+        "if it rose within the first steps, lower the learning rate from 5e-05 to 2.5e-05"]
     assert finding.steps == (10, 10)
 
 
@@ -678,25 +679,25 @@ def test_an_old_config_json_still_gives_the_start(tmp_path):
 def test_diverging_advice_names_the_learning_rate_from_and_to(tmp_path):
     run = write_run(tmp_path / "run", CASES["diverging"](0), {**BALANCED, "learning_rate": 5e-5})
     advice = only(diagnose_run(run), "diverging").advice
-    assert advice[0] == "halve the learning rate: 5e-05 -> 2.5e-05"
+    assert advice[0] == "lower the learning rate from 5e-05 to 2.5e-05"
     assert "5e-05" in advice[0] and "2.5e-05" in advice[0]
 
 
 def test_plateau_advice_names_max_steps_where_the_run_set_it():
     advice = advice_of("plateaued", {**BALANCED, "max_steps": 500})
-    assert advice[0] == "train longer: max_steps 500 -> 1000"
+    assert advice[0] == "train longer: max_steps from 500 to 1000"
 
 
 def test_overfitting_advice_names_max_steps_and_n_examples():
     advice = advice_of("overfitting", {**BALANCED, "max_steps": 500, "n_examples": 400})
-    assert advice[0] == "stop where eval peaked: max_steps 500 -> 200"
-    assert advice[2].startswith("train on more pairs: n_examples 400 -> 800 (or unset it to "
+    assert advice[0] == "stop where eval peaked: max_steps from 500 to 200"
+    assert advice[2].startswith("train on more pairs: n_examples from 400 to 800 (or unset it to "
                                 "use them all); meanwhile use the checkpoint nearest step 200")
 
 
 def test_memory_advice_names_save_steps():
     unset = advice_of("memory_growing", {**BALANCED, "save_steps": None})
-    assert unset[1].endswith("save checkpoints so a crash can resume: save_steps unset -> 50")
+    assert unset[1].endswith("save checkpoints so a crash can resume: save_steps from unset to 50")
     every = advice_of("memory_growing", {**BALANCED, "save_steps": 100})
     assert every[1].endswith("a crash resumes from the last checkpoint, every 100 steps "
                              "(save_steps)")
@@ -704,11 +705,11 @@ def test_memory_advice_names_save_steps():
 
 def test_throughput_advice_names_the_batch_or_the_length():
     batched = advice_of("throughput_falling", {**BALANCED, "batch_size": 4, "grad_accum": 2})
-    assert batched[1] == ("relieve memory: batch_size 4 -> 2 and grad_accum 2 -> 4 keep the "
-                          "effective batch")
+    assert batched[1] == ("relieve memory: batch_size from 4 to 2 and grad_accum from 2 to 4 "
+                          "keep the effective batch")
     single = advice_of("throughput_falling", {**BALANCED, "gradient_checkpointing": False})
-    assert single[1] == ("relieve memory: max_length 1024 -> 768, or gradient_checkpointing "
-                         "false -> true")
+    assert single[1] == ("relieve memory: max_length from 1024 to 768, or gradient_checkpointing "
+                         "from false to true")
 
 
 def test_rewards_falling_advice_weights_a_mixtures_sft_part():
@@ -717,26 +718,26 @@ def test_rewards_falling_advice_weights_a_mixtures_sft_part():
     advice = only(diagnose(rows, mixture), "rewards_falling").advice
     assert advice[0].startswith("this is common in DPO and its kin (1 dpo + 0.5 sft here)")
     assert advice[1] == ("if generations get worse, weight the mixture's sft part more: "
-                         "loss_weights [1, 0.5] -> [1, 1]")
+                         "loss_weights from [1, 0.5] to [1, 1]")
     orpo = only(diagnose(rows, config_for("orpo")), "rewards_falling").advice
     assert len(orpo) == 1  # ORPO's NLL term is built in: no SFT advice
     assert only(diagnose(rows, {**BALANCED, "sft_weight": 0.2}), "rewards_falling").advice[1] \
-        == "if generations get worse, raise the SFT term: sft_weight 0.2 -> 0.4"
+        == "if generations get worse, raise the SFT term: sft_weight from 0.2 to 0.4"
 
 
 def test_sft_advice_has_no_beta():
     config = config_for("sft")
     not_learning = advice_of("not_learning", config)
-    assert not_learning[0] == "double the learning rate: 5e-05 -> 0.0001"
+    assert not_learning[0] == "raise the learning rate from 5e-05 to 0.0001"
     assert not any("beta" in line for line in not_learning)
     assert "the chosen responses may be empty, truncated or unrelated" in not_learning[1]
-    assert advice_of("diverging", config) == ["halve the learning rate: 5e-05 -> 2.5e-05",
-                                              "raise warmup_steps: 5 -> 20"]
+    assert advice_of("diverging", config) == ["lower the learning rate from 5e-05 to 2.5e-05",
+                                              "raise warmup_steps from 5 to 20"]
     rows = make_rows(4, rewards=(lambda f: -0.8 * f, lambda f: -2.5 * f))
     assert [f.condition for f in diagnose(rows, config).findings] == []
 
 
 def test_lower_beta_halves_the_smaller_of_the_runs_and_the_tables():
-    assert advice_of("diverging", {**BALANCED, "beta": 0.05})[1] == "lower beta: 0.05 -> 0.025"
+    assert advice_of("diverging", {**BALANCED, "beta": 0.05})[1] == "lower beta from 0.05 to 0.025"
     simpo = config_for("simpo", beta=2.5)
-    assert advice_of("diverging", simpo)[1] == "lower beta: 2.5 -> 1"
+    assert advice_of("diverging", simpo)[1] == "lower beta from 2.5 to 1"
