@@ -260,7 +260,8 @@ def test_a_rising_loss_warns_live_and_is_diagnosed(sample_pairs, tmp_path, monke
                          "dataset": str(sample_pairs), "output_dir": str(tmp_path)})
     result = train(cfg, reporter=reporter)
     assert [f.condition for f in reporter.findings] == ["diverging"]
-    assert any("lower the learning rate from 1e-05 to 5e-06" in line for line in reporter.findings[0].advice)
+    advice = reporter.findings[0].advice
+    assert any("lower the learning rate from 1e-05 to 5e-06" in line for line in advice)
     saved = json.loads((tmp_path / "diagnosis.json").read_text())
     assert saved["verdict"] == "diverging" == result.diagnosis["verdict"]
 
