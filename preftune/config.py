@@ -77,6 +77,8 @@ ALIASES: dict[str, str] = {
     "dataset_chosen_field": "chosen_field",
     "dataset_rejected_field": "rejected_field",
     "dataset_prompt_field": "prompt_field",
+    "dataset_completion_field": "completion_field",
+    "dataset_label_field": "label_field",
     "loss_type": "algo",
     "algorithm": "algo",
     "f_divergence_type": "f_divergence",
@@ -116,6 +118,10 @@ class TrainConfig(BaseModel):
     chosen_field: str = Field("chosen", description="Chosen-response column of flat data.")
     rejected_field: str = Field("rejected", description="Rejected-response column of flat "
                                 "data.")
+    completion_field: str = Field("completion", description="Completion column of unpaired "
+                                  "data (kto).")
+    label_field: str = Field("label", description="Label column of unpaired data: true for a "
+                             "desirable completion.")
     normalize: list[Literal["nfkc", "arabic"]] = Field(
         default_factory=list, description="Text normalisation applied to the data: nfkc, "
         "arabic.")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import torch
 
 from preftune.config import TrainConfig
 from preftune.data.formats import FieldNames
@@ -65,11 +66,11 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, train_data: Any = None,
         train, evaluation = split(train, cfg.eval_split, cfg.seed)
     name = source if isinstance(source, str) else train.source
     if data_kind(cfg.algorithms) == "unpaired":
-        examples = as_unpaired(train)
+        examples = as_unpaired(train, cfg.seed)
         tokenized = tokenize_examples(cfg, examples, tokenizer)
         warn_balance(cfg, tokenized.stats)
         return PreparedData(tokenized, None if evaluation is None else tokenize_examples(
-            cfg, as_unpaired(evaluation), tokenizer), name, fingerprint(examples))
+            cfg, as_unpaired(evaluation, cfg.seed), tokenizer), name, fingerprint(examples))
     assert isinstance(train, PreferenceDataset)  # read_data refused unpaired data
     assert evaluation is None or isinstance(evaluation, PreferenceDataset)
     sft = cfg.algo == "sft"
@@ -83,7 +84,8 @@ def prepare_data(cfg: TrainConfig, tokenizer: Any, train_data: Any = None,
 def read_data(cfg: TrainConfig, source: Any) -> Dataset:
     """Pairs or unpaired examples as read and normalised; unpaired data for a paired
     algorithm raises ``DataError``."""
-    fields = FieldNames(cfg.prompt_field, cfg.chosen_field, cfg.rejected_field)
+    fields = FieldNames(cfg.prompt_field, cfg.chosen_field, cfg.rejected_field,
+                        cfg.completion_field, cfg.label_field)
     dataset = load_data(source, cfg.dataset_format, fields)
     if isinstance(dataset, UnpairedDataset) and data_kind(cfg.algorithms) == "paired":
         raise unpaired_error(dataset, f"algo={cfg.algo_label}")
@@ -99,8 +101,18 @@ def read(cfg: TrainConfig, source: Any) -> PreferenceDataset:
     return dataset
 
 
-def as_unpaired(dataset: Dataset) -> UnpairedDataset:
-    return dataset if isinstance(dataset, UnpairedDataset) else unpair(dataset)
+def as_unpaired(dataset: Dataset, seed: int) -> UnpairedDataset:
+    """Examples in a seeded order: pairs split, then every example shuffled once.
+
+    The batches (and the KL completions drawn within them) are cut from this order, and they
+    stay together through training, so it must not be the file's: split pairs (and many
+    files) hold every desirable example before every undesirable one, and a batch of one
+    label gives KTO no signal (its KL baseline moves with the very rewards it is compared
+    with).
+    """
+    examples = dataset if isinstance(dataset, UnpairedDataset) else unpair(dataset)
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed))
+    return examples.select(order.tolist())
 
 
 def tokenize_examples(cfg: TrainConfig, dataset: UnpairedDataset,

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from preftune.config import ALIASES, TrainConfig
-from preftune.data.formats import FieldNames
-from preftune.data.validate import load_preferences
+from preftune.engine.data import read_data
 from preftune.errors import ConfigError, DataError, PreftuneError, UsageError
 from preftune.losses.table import ALGORITHMS, hyperparameters
 from preftune.models.load import MODEL_ALIASES
@@ -155,13 +154,12 @@ def validate_files(config: dict[str, Any], training: Path, validation: Path | No
                    ) -> dict[str, Any] | None:
     """Read the job's files with the data layer as training will; the OpenAI-shaped error
     (code, message with the record-level problems, param) or None when they are good."""
-    fields = FieldNames(config.get("prompt_field", "prompt"), config.get("chosen_field", "chosen"),
-                        config.get("rejected_field", "rejected"))
+    cfg = TrainConfig.build(config)
     for param, path in (("training_file", training), ("validation_file", validation)):
         if path is None:
             continue
         try:
-            load_preferences(str(path), config.get("dataset_format"), fields)
+            read_data(cfg, str(path))  # pairs, or unpaired examples for kto
         except PreftuneError as e:
             code = "invalid_" + param if isinstance(e, DataError | UsageError) else "file_error"
             lines = [e.message, *e.details, *(f"hint: {h}" for h in e.hints)]

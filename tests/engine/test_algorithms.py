@@ -74,3 +74,48 @@ def test_each_f_divergence_trains(divergence, sample_pairs, tmp_path):
 def test_ld_dpo_and_wpo_train(sample_pairs, tmp_path):
     _, rows = _train(tmp_path, sample_pairs, ld_alpha=0.5, use_weighting=True)
     assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+@pytest.fixture(scope="module")
+def unpaired_examples(tmp_path_factory):
+    """128 unpaired examples from the 64 sample pairs, shuffled: (prompt, completion, label)."""
+    import random
+
+    from preftune.data.sample import iter_samples
+
+    records = []
+    for i, s in enumerate(iter_samples(64, seed=5)):
+        records.append({"prompt": s.prompt, "completion": s.responses[0], "label": True})
+        rejected = s.responses[1 + i % (len(s.responses) - 1)]
+        records.append({"prompt": s.prompt, "completion": rejected, "label": False})
+    random.Random(0).shuffle(records)
+    path = tmp_path_factory.mktemp("kto") / "examples.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_kto_learns_from_unpaired_examples(unpaired_examples, tmp_path):
+    """KTO's accuracy: the share of examples on their label's side of the KL baseline."""
+    result, rows = _train(tmp_path, unpaired_examples, algo="kto")
+    assert result.steps == 32  # 128 examples, 8 a batch, 2 epochs
+    assert rows[0]["loss"] == pytest.approx(0.5, abs=0.01)  # policy = reference: 1 - σ(0)
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.03
+    assert rows[-1]["accuracy"] > 0.8 > rows[0]["accuracy"]
+    assert all(r["kl"] >= 0 for r in rows) and rows[-1]["kl"] > rows[0]["kl"]
+    record = json.loads((result.run_dir / "config.json").read_text())
+    assert record["data"]["train"]["desirable"] == record["data"]["train"]["undesirable"] == 64
+
+
+def test_kto_splits_pairs_into_desirable_and_undesirable_examples(sample_pairs, tmp_path):
+    result, rows = _train(tmp_path, sample_pairs, algo="kto")
+    record = json.loads((result.run_dir / "config.json").read_text())
+    assert record["data"]["train"]["examples"] == 128  # 64 pairs, two examples each
+    assert rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_unpaired_examples_for_a_paired_algorithm_exit_3(cli, unpaired_examples, tmp_path):
+    result = cli("train", "--dataset", unpaired_examples, "--algo", "dpo",
+                 "--output-dir", tmp_path / "r")
+    assert result.code == 3
+    assert "unpaired examples" in result.err and "algo=kto" in result.err
+    assert not (tmp_path / "r").exists()

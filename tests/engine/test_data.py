@@ -66,11 +66,20 @@ def test_pairs_for_an_unpaired_algorithm_are_split_in_two(tmp_path, tokenizer, u
     rows = data.train.rows.to_dict()
     assert data.train.stats.examples == 12
     assert (data.train.stats.desirable, data.train.stats.undesirable) == (6, 6)
-    assert rows["label"] == [True] * 6 + [False] * 6  # TRL's order: chosen ones first
-    assert rows["chosen_ids"] == [_ids("yes")] * 6 + [_ids("no")] * 6
-    assert rows["record"] == [0, 1, 2, 3, 4, 5] * 2  # each points back to its pair
-    assert rows["line"] == [1, 2, 3, 4, 5, 6] * 2
-    assert rows["prompt_ids"][7] == [1, WORDS.index("q1")]
+    # Each pair gives a desirable and an undesirable example pointing back to it.
+    examples = sorted(zip(rows["record"], rows["label"], rows["chosen_ids"], rows["line"],
+                          strict=True))
+    assert examples == sorted([(r, True, _ids("yes"), r + 1) for r in range(6)]
+                              + [(r, False, _ids("no"), r + 1) for r in range(6)])
+    record_one = rows["record"].index(1)
+    assert rows["prompt_ids"][record_one] == [1, WORDS.index("q1")]
+    # Shuffled once, by the seed: the split's order (every desirable example first) would cut
+    # batches of one label.
+    assert rows["label"] != [True] * 6 + [False] * 6
+    again = prepare_data(_cfg(_jsonl(tmp_path, "pairs.jsonl", PAIRS)), tokenizer)
+    assert again.train.rows.to_dict()["record"] == rows["record"]
+    other = prepare_data(_cfg(_jsonl(tmp_path, "pairs.jsonl", PAIRS), seed=7), tokenizer)
+    assert other.train.rows.to_dict()["record"] != rows["record"]
 
 
 def test_kl_completions_rotate_within_chunks_of_batch_size(tmp_path, tokenizer, unpaired):
@@ -89,9 +98,8 @@ def test_the_loop_reads_unpaired_rows_with_their_labels(tmp_path, tokenizer, unp
     rows = TokenRows.from_dataset(data.train.rows)
 
     assert len(rows) == 8
-    assert rows.chosen_ids[0] == _ids("bad")
-    # TokenRows takes a labels list from the label column where the loop knows of it.
-    assert getattr(rows, "labels", None) in (None, [e["label"] for e in EXAMPLES])
+    by_completion = {tuple(_ids(e["completion"].strip())): e["label"] for e in EXAMPLES}
+    assert rows.labels == [by_completion[tuple(ids)] for ids in rows.chosen_ids]
 
 
 def test_n_examples_and_eval_split_count_pairs_before_the_split(tmp_path, tokenizer,
@@ -119,7 +127,7 @@ def test_eval_data_gets_the_same_layout(tmp_path, tokenizer, unpaired):
     assert data.eval is not None
     assert data.eval.rows.column_names == data.train.rows.column_names == [
         "record", "line", "prompt_ids", "chosen_ids", "rejected_ids", "label"]
-    assert data.eval.rows.to_dict()["label"] == [True, True, False, False]
+    assert sorted(data.eval.rows.to_dict()["label"]) == [False, False, True, True]
     assert data.eval.stats.examples == 4
 
 
