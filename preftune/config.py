@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from preftune.errors import ConfigError
-from preftune.losses.table import ALGORITHMS, data_kind, describe, resolve
+from preftune.losses.table import ALGORITHMS, data_kind, describe, hyperparameters, resolve
 from preftune.losses.types import LossParams
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -299,6 +299,11 @@ class TrainConfig(BaseModel):
         if ALGORITHMS[names[0]].data == "unpaired" and self.ld_alpha not in (None, 1.0):
             raise ValueError("ld_alpha does not apply to unpaired data: it compares the "
                              "lengths of a pair's two responses")
+        if self.f_divergence != "reverse_kl" and "f_divergence" not in hyperparameters(names):
+            takers = [n for n, a in ALGORITHMS.items() if "f_divergence" in a.hyperparameters]
+            raise ValueError(f"f_divergence={self.f_divergence} does not apply to "
+                             f"{' + '.join(names)}: it changes the log-ratio score of "
+                             + ", ".join(takers))
         if "kto" in names and self.batch_size < 2:
             raise ValueError("kto needs batch_size >= 2: its KL term is estimated from the "
                              "other examples of the batch")

@@ -148,3 +148,26 @@ def test_cdpo_and_robust_assume_some_label_noise():
     assert TrainConfig(algo="cdpo").label_smoothing == 0.1
     assert TrainConfig(algo="robust", label_smoothing=0.2).label_smoothing == 0.2
     assert TrainConfig(algo="dpo").label_smoothing == 0.0
+
+
+def test_loss_options_that_cannot_apply_are_refused():
+    from preftune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="f_divergence=js_divergence does not apply to bco_pair"):
+        TrainConfig.build({"algo": "bco_pair", "f_divergence": "js_divergence"})
+    assert TrainConfig.build({"algo": ["bco_pair", "dpo"], "f_divergence": "js_divergence"})
+    with pytest.raises(ConfigError, match="exo_pair needs label_smoothing > 0"):
+        TrainConfig.build({"algo": "exo_pair", "label_smoothing": 0})
+    assert TrainConfig.build({"algo": "exo_pair"}).label_smoothing == 1e-3
+    with pytest.raises(ConfigError, match="use_weighting does not apply to aot"):
+        TrainConfig.build({"algo": "aot", "use_weighting": True})
+    with pytest.raises(ConfigError, match="kto needs batch_size >= 2"):
+        TrainConfig.build({"algo": "kto", "batch_size": 1})
+    with pytest.raises(ConfigError, match="ld_alpha does not apply to unpaired data"):
+        TrainConfig.build({"algo": "kto", "batch_size": 4, "ld_alpha": 0.5})
+    with pytest.raises(ConfigError, match="mixes paired and unpaired"):
+        TrainConfig.build({"algo": ["kto", "dpo"], "batch_size": 4})
+    with pytest.raises(ConfigError, match="loss_weights has 2 weights for 3 algorithms"):
+        TrainConfig.build({"algo": "dpo,bco_pair,sft", "loss_weights": [1, 2]})
+    with pytest.raises(ConfigError, match="lists an algorithm twice"):
+        TrainConfig.build({"algo": "dpo,sigmoid"})
