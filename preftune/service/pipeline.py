@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from preftune.errors import ExitCode, UsageError
+from preftune.config import normalize_algo
+from preftune.errors import ConfigError, ExitCode, UsageError
 from preftune.service import queue
 from preftune.service.auth import ensure_tenant
 from preftune.service.db import Database, Job
@@ -61,7 +62,10 @@ def run_pipeline(root: Path, dataset: Path, values: dict[str, Any],
         tenant_id = ensure_tenant(db, TENANT)
         values = dict(values)
         model = str(values.pop("model", "tiny"))
-        algo = values.pop("algo", "dpo")
+        try:
+            algo = normalize_algo(values.pop("algo", "dpo"))
+        except ValueError as e:
+            raise ConfigError(f"invalid configuration: {e}", []) from None
         method: dict[str, Any] = {"type": algo}
         if not isinstance(algo, str):  # a mixture: its parts travel as hyperparameters
             weights = values.pop("loss_weights", None)

@@ -61,3 +61,37 @@ def test_pipeline_exit_codes_mirror_the_job(cli, tmp_path):
                "--service-dir", tmp_path / "s").code == 2
     assert cli("pipeline", "--dataset", bad, "nonsense=1",
                "--service-dir", tmp_path / "s").code == 2
+
+
+def test_a_kto_job_trains_on_unpaired_examples_and_a_mixture_job_on_pairs(cli, sample_pairs,
+                                                                          tmp_path):
+    from preftune.data.sample import iter_samples
+
+    examples = tmp_path / "kto.jsonl"
+    with examples.open("w", encoding="utf-8") as f:
+        for i, s in enumerate(iter_samples(16, seed=3)):
+            f.write(json.dumps({"prompt": s.prompt, "completion": s.responses[i % 2],
+                                "label": i % 2 == 0}) + "\n")
+    small = ["--batch-size", "4", "--epochs", "1", "grad_accum=1", "max_length=256",
+             "max_prompt_length=128", "logging_steps=1"]
+    result = cli("pipeline", "--dataset", examples, "--algo", "kto",
+                 "--service-dir", tmp_path / "kto", *small)
+    assert result.code == 0, result.err
+    run = next((tmp_path / "kto" / "jobs").iterdir()) / "run"
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert len(rows) == 4 and all("kl" in r for r in rows)
+    assert json.loads((run / "config.json").read_text())["config"]["algo"] == "kto"
+
+    result = cli("pipeline", "--dataset", sample_pairs, "--algo", "dpo,bco_pair,sft",
+                 "loss_weights=0.8,0.2,1", "max_steps=2", "--service-dir", tmp_path / "mix",
+                 *small)
+    assert result.code == 0, result.err
+    run = next((tmp_path / "mix" / "jobs").iterdir()) / "run"
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert {"loss/dpo", "loss/bco_pair", "loss/sft"} <= set(rows[-1])
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["algo"] == ["dpo", "bco_pair", "sft"] and config["loss_weights"] == [0.8, 0.2, 1]
+
+    result = cli("pipeline", "--dataset", examples, "--algo", "dpo",
+                 "--service-dir", tmp_path / "wrong", *small)
+    assert result.code == 3 and "algo=kto" in result.err
