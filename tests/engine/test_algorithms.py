@@ -119,3 +119,19 @@ def test_unpaired_examples_for_a_paired_algorithm_exit_3(cli, unpaired_examples,
     assert result.code == 3
     assert "unpaired examples" in result.err and "algo=kto" in result.err
     assert not (tmp_path / "r").exists()
+
+
+def test_kto_rows_take_the_fast_paths_with_the_plain_paths_values(unpaired_examples, tmp_path):
+    """An example and its KL completion share the prompt like a pair's two responses: the
+    packed, chunked pass gives the plain pass's losses."""
+    plain = {"shared_prompt": False, "pack_pairs": False, "chunked_logps": False}
+    _, fast_rows = _train(tmp_path / "fast", unpaired_examples, algo="kto", max_steps=4,
+                          logging_steps=1)
+    _, plain_rows = _train(tmp_path / "plain", unpaired_examples, algo="kto", max_steps=4,
+                           logging_steps=1, **plain)
+    for fast, slow in zip(fast_rows, plain_rows, strict=True):
+        # At step 1 every log-ratio is 0 up to float noise, which decides accuracy.
+        keys = ("loss", "kl", "chosen_logps", "rejected_logps") + (
+            ("accuracy",) if fast["step"] > 1 else ())
+        for key in keys:
+            assert fast[key] == pytest.approx(slow[key], rel=1e-4, abs=2e-4), key
