@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, ClassVar, Self, TypedDict
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -126,13 +126,15 @@ class Problem:
 
 
 @dataclass
-class PreferenceDataset:
-    """Pairs in the canonical Arrow schema (see the module docstring), with where they came from."""
+class ArrowDataset:
+    """Rows of one Arrow table in a canonical schema, with where they came from."""
 
     table: pa.Table
     format: str
     source: str
     num_records: int
+
+    core_columns: ClassVar[tuple[str, ...]] = CORE_COLUMNS
 
     @property
     def conversational(self) -> bool:
@@ -140,10 +142,25 @@ class PreferenceDataset:
 
     @property
     def metadata_columns(self) -> list[str]:
-        return [n for n in self.table.column_names if n not in CORE_COLUMNS]
+        return [n for n in self.table.column_names if n not in self.core_columns]
 
     def __len__(self) -> int:
         return self.table.num_rows
+
+    def select(self, indices: list[int] | pa.Array) -> Self:
+        """A new dataset with the rows at ``indices``, in that order."""
+        return type(self)(self.table.take(indices), self.format, self.source, self.num_records)
+
+    def to_hf(self) -> Any:
+        """The rows as a ``datasets.Dataset`` (zero-copy over the same Arrow table)."""
+        import datasets
+
+        return datasets.Dataset(self.table)
+
+
+@dataclass
+class PreferenceDataset(ArrowDataset):
+    """Pairs in the canonical Arrow schema (see the module docstring), with where they came from."""
 
     def __iter__(self) -> Iterator[PreferencePair]:
         meta = self.metadata_columns
@@ -154,17 +171,6 @@ class PreferenceDataset:
                     system=row["system"], sft_target=row["sft_target"],
                     metadata={k: row[k] for k in meta},
                 )
-
-    def select(self, indices: list[int] | pa.Array) -> PreferenceDataset:
-        """A new dataset with the pairs at ``indices``, in that order."""
-        return PreferenceDataset(self.table.take(indices), self.format, self.source,
-                                 self.num_records)
-
-    def to_hf(self) -> Any:
-        """The pairs as a ``datasets.Dataset`` (zero-copy over the same Arrow table)."""
-        import datasets
-
-        return datasets.Dataset(self.table)
 
 
 @dataclass(frozen=True)
@@ -183,21 +189,10 @@ class UnpairedExample:
 
 
 @dataclass
-class UnpairedDataset:
+class UnpairedDataset(ArrowDataset):
     """Unpaired examples in their Arrow schema (see the module docstring)."""
 
-    table: pa.Table
-    format: str
-    source: str
-    num_records: int
-
-    @property
-    def conversational(self) -> bool:
-        return pa.types.is_list(self.table.schema.field("prompt").type)
-
-    @property
-    def metadata_columns(self) -> list[str]:
-        return [n for n in self.table.column_names if n not in UNPAIRED_COLUMNS]
+    core_columns: ClassVar[tuple[str, ...]] = UNPAIRED_COLUMNS
 
     @property
     def desirable(self) -> int:
@@ -207,9 +202,6 @@ class UnpairedDataset:
     def undesirable(self) -> int:
         return len(self) - self.desirable
 
-    def __len__(self) -> int:
-        return self.table.num_rows
-
     def __iter__(self) -> Iterator[UnpairedExample]:
         meta = self.metadata_columns
         for batch in self.table.to_batches(max_chunksize=4096):
@@ -218,14 +210,3 @@ class UnpairedDataset:
                     prompt=row["prompt"], completion=row["completion"], label=row["label"],
                     system=row["system"], metadata={k: row[k] for k in meta},
                 )
-
-    def select(self, indices: list[int] | pa.Array) -> UnpairedDataset:
-        """A new dataset with the examples at ``indices``, in that order."""
-        return UnpairedDataset(self.table.take(indices), self.format, self.source,
-                               self.num_records)
-
-    def to_hf(self) -> Any:
-        """The examples as a ``datasets.Dataset`` (zero-copy over the same Arrow table)."""
-        import datasets
-
-        return datasets.Dataset(self.table)
