@@ -1,6 +1,8 @@
 """Tests for the deterministic sample preference data behind ``preftune sample``."""
 
 import dataclasses
+import hashlib
+import json
 import re
 from collections import Counter
 from itertools import islice
@@ -13,6 +15,19 @@ from preftune.data.sample import CATEGORIES, SampleRecord, generate_samples, ite
 @pytest.fixture(scope="module")
 def records() -> list[SampleRecord]:
     return generate_samples(2000, seed=0)
+
+
+# sha256 of the first 200 records at seed 0, one JSON object per line. The tables and the
+# generator decide every byte of it: a deliberate change to either updates this value (and the
+# tiny tokenizer's pin in tests/models/test_tiny.py, which is trained on these records).
+PINNED_200_SEED_0 = "0324da65e95861da69cd07a760a45800f3c90bccd8d0f6a25dc76d5511aca18d"
+
+
+def test_output_is_pinned_so_a_table_edit_cannot_change_it_silently() -> None:
+    digest = hashlib.sha256()
+    for r in generate_samples(200, seed=0):
+        digest.update(json.dumps(dataclasses.asdict(r), ensure_ascii=False).encode() + b"\n")
+    assert digest.hexdigest() == PINNED_200_SEED_0
 
 
 def test_same_seed_gives_identical_records() -> None:
