@@ -1,6 +1,6 @@
 """Score models on preference data: preference accuracy, reward margin, loss, log-probs.
 
-What a name stands for comes from ``runs.locate``. How pairs are scored (``Scoring``): by
+What a name stands for comes from ``models.locate``. How pairs are scored (``Scoring``): by
 the run's loss against its reference (the base model; for a LoRA run, the same weights with
 adapters disabled), reference-free for SimPO/ORPO/SFT, and by average log-probability when
 no reference is known. The reference itself is never scored against itself (every reward
@@ -25,16 +25,7 @@ from preftune.engine.logprobs import TokenRows
 from preftune.errors import MissingError
 from preftune.losses import LOSSES, REFERENCE_FREE, LossOutput, LossParams, PairLogps
 from preftune.models.load import load_model, load_tokenizer, resolve_model
-from preftune.runs.locate import Located
-
-
-def load_located(located: Located) -> Any:
-    """The model of ``located``; an adapter comes with its base (peft), unmerged."""
-    if located.is_adapter:
-        from peft import AutoPeftModelForCausalLM
-
-        return AutoPeftModelForCausalLM.from_pretrained(located.model_dir)
-    return load_model(located.model_dir)
+from preftune.models.locate import Located, load_located
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ import torch
 
 from preftune.data.records import Message
 from preftune.errors import UsageError
-from preftune.evaluation import load_located
 from preftune.models.load import load_tokenizer
-from preftune.runs.locate import locate
+from preftune.models.locate import load_located, locate
 
 Prompt = str | list[Message]
 

@@ -17,8 +17,8 @@ from preftune.config import TrainConfig
 from preftune.engine.data import read
 from preftune.engine.loop import Reporter, RunResult, train
 from preftune.errors import UsageError
-from preftune.evaluation import Scoring, evaluate, load_located
-from preftune.runs.locate import locate
+from preftune.evaluation import Scoring, evaluate
+from preftune.models.locate import load_located, locate
 
 
 class Trainer:

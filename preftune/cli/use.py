@@ -62,7 +62,7 @@ def eval_cmd(
     from preftune.config import TrainConfig
     from preftune.data.validate import load_preferences
     from preftune.evaluation import Scoring, average_logps_views, evaluate
-    from preftune.runs.locate import locate
+    from preftune.models.locate import locate
 
     name = _one_source(source, model)
     if not dataset:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from preftune.fsutil import atomic_dir
-from preftune.runs.rundir import RunDir
+from preftune.rundir import RunDir
 
 STATE_FILE = "trainer_state.pt"
 

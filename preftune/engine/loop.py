@@ -48,9 +48,9 @@ from preftune.models.load import (
     load_tokenizer,
     resolve_model,
 )
+from preftune.rundir import RunDir
 from preftune.runs.diagnose import LiveMonitor, diagnose_run
 from preftune.runs.plots import plot_run
-from preftune.runs.rundir import RunDir
 from preftune.runs.trackers import Trackers, check_available
 
 

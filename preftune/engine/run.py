@@ -12,7 +12,7 @@ from typing import Any
 from preftune.config import TrainConfig
 from preftune.engine.data import PreparedData
 from preftune.errors import ConfigError, UsageError
-from preftune.runs.rundir import RunDir, default_run_dir
+from preftune.rundir import RunDir, default_run_dir
 
 _LIBRARIES = ("preftune", "torch", "transformers", "peft", "accelerate", "datasets")
 

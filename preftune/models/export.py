@@ -18,9 +18,9 @@ from preftune.errors import MissingError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.losses.table import ALGORITHMS, describe, hyperparameters
 from preftune.models.load import load_tokenizer, resolve_model
+from preftune.models.locate import locate
 from preftune.models.merge import check_output, merged_model, write_model
-from preftune.runs.locate import is_run_dir, locate
-from preftune.runs.rundir import RunDir
+from preftune.rundir import RunDir, is_run_dir
 
 Kind = Literal["merged", "adapter", "full"]
 _HYPERPARAMETERS = ("learning_rate", "lr_scheduler", "warmup_steps", "epochs",

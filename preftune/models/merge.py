@@ -24,7 +24,8 @@ from preftune.config import read_yaml
 from preftune.errors import ConfigError, UsageError
 from preftune.fsutil import atomic_dir
 from preftune.models.load import load_model, load_tokenizer, resolve_model
-from preftune.runs.locate import Located, is_run_dir, locate
+from preftune.models.locate import Located, locate
+from preftune.rundir import is_run_dir
 
 Strategy = Literal["linear", "ties", "dare_linear", "dare_ties", "cat"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)

@@ -62,10 +62,9 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException
 
 from preftune.errors import MissingError, PreftuneError, UsageError
-from preftune.evaluation import load_located
 from preftune.fsutil import atomic_dir, write_text
 from preftune.models.load import load_tokenizer
-from preftune.runs.locate import locate
+from preftune.models.locate import load_located, locate
 
 log = logging.getLogger(__name__)
 

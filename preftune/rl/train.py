@@ -37,7 +37,7 @@ from preftune.models.load import add_lora, load_model, load_tokenizer
 from preftune.rl.grpo import group_advantages, grpo_loss
 from preftune.rl.inference import publish_weights
 from preftune.rl.vllm import PublishError, VLLMAdapters
-from preftune.runs.rundir import RunDir
+from preftune.rundir import RunDir
 
 PROMPT = -100  # the mask value of prompt tokens, as Atropos environments send it
 

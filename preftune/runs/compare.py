@@ -24,9 +24,8 @@ from typing import Any
 
 from preftune.errors import UsageError
 from preftune.fsutil import write_text
-from preftune.runs.locate import is_run_dir
+from preftune.rundir import CONFIG, METRICS, RunDir, is_run_dir
 from preftune.runs.plots import plot_runs
-from preftune.runs.rundir import CONFIG, METRICS, RunDir
 from preftune.runs.sweep import MANIFEST
 
 DIAGNOSIS = "diagnosis.json"

@@ -50,7 +50,7 @@ from preftune.losses.table import (
     start_loss,
 )
 from preftune.losses.types import LossParams
-from preftune.runs.rundir import RunDir
+from preftune.rundir import RunDir
 
 CONDITIONS = ("healthy", "diverging", "oscillating", "plateaued", "not_learning", "nan",
               "overfitting", "unexpected_start", "rewards_falling", "memory_growing",

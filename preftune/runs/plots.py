@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from preftune.errors import UsageError
 from preftune.fsutil import atomic_path
-from preftune.runs.rundir import METRICS, RunDir
+from preftune.rundir import METRICS, RunDir
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -24,7 +24,7 @@ from typing import Any
 from preftune.config import TrainConfig, canonical_keys, parse_overrides, read_yaml
 from preftune.errors import ConfigError, PreftuneError, UsageError
 from preftune.fsutil import write_json
-from preftune.runs.rundir import slug
+from preftune.rundir import slug
 
 MANIFEST = "sweep.json"
 # Short names for run directories; other options use their own name.

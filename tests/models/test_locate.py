@@ -3,7 +3,7 @@ import json
 import pytest
 
 from preftune.errors import UsageError
-from preftune.runs.locate import locate
+from preftune.models.locate import locate
 
 
 def test_locate_checkpoints(trained_run):

@@ -1,4 +1,4 @@
-"""A run is a directory any tool can read.
+"""A run is a directory any tool can read; the engine writes it, every other layer reads it.
 
     config.json         the resolved config, library versions, dataset fingerprint
     metrics.jsonl       one JSON object per logged step (eval rows carry ``eval/`` names)
@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from preftune.errors import MissingError, UsageError
 from preftune.fsutil import append_jsonl, read_jsonl, write_json, write_jsonl
 
 CONFIG = "config.json"
@@ -56,6 +57,27 @@ class RunDir:
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
 
+    def model_dir(self, checkpoint: str | None = None, name: str | None = None) -> Path:
+        """The model the run stands for: final/, or a checkpoint from ``checkpoints.jsonl`` (by
+        name, or "latest"; the newest one when the run has no final model yet). ``name`` is the
+        run as the user wrote it, for messages."""
+        name = name or str(self.path)
+        if checkpoint is None and self.final_path.exists():
+            return self.final_path
+        rows = self.checkpoints()
+        if not rows:
+            raise MissingError(f"{name} has no final model and no checkpoint yet",
+                               [f"resume it: preftune train --resume {name}"])
+        if checkpoint in (None, "latest"):
+            row = rows[-1]
+        else:
+            named = [r for r in rows if r["name"] == checkpoint]
+            if not named:
+                raise UsageError(f"{name} has no checkpoint {checkpoint!r}",
+                                 ["checkpoints: " + ", ".join(r["name"] for r in rows)])
+            row = named[0]
+        return self.path / row["model_path"]
+
     def checkpoints(self) -> list[dict[str, Any]]:
         """Manifest rows whose checkpoint is still on disk, oldest first."""
         return [r for r in read_jsonl(self.checkpoints_path)
@@ -84,6 +106,11 @@ class RunDir:
         kept = [r for r in rows if r.get("step", 0) <= step]
         if len(kept) != len(rows):
             write_jsonl(self.metrics_path, kept)
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory ``preftune train`` wrote."""
+    return (path / CONFIG).exists() and (path / METRICS).exists()
 
 
 def default_run_dir(dataset: str | None, model: str, learning_rate: float, beta: float,

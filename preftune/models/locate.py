@@ -1,8 +1,8 @@
-"""What a name on the command line stands for: a run, an adapter, or a model.
+"""What a name on the command line stands for: a run, an adapter, or a model; and loading it.
 
-A run directory gives its final model, or a checkpoint from ``checkpoints.jsonl`` (by name,
-or ``latest``; the newest one when the run has no final model yet), with the run's config.
-An adapter directory names its base model. Anything else is a model name ``--model`` takes.
+A run directory gives its final model or a checkpoint (``RunDir.model_dir``), with the run's
+config. An adapter directory names its base model. Anything else is a model name ``--model``
+takes.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from preftune.config import TrainConfig
-from preftune.errors import MissingError, UsageError
-from preftune.models.load import resolve_model
-from preftune.runs.rundir import RunDir
+from preftune.errors import UsageError
+from preftune.models.load import load_model, resolve_model
+from preftune.rundir import RunDir, is_run_dir
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,6 @@ class Located:
     @property
     def is_adapter(self) -> bool:
         return self.base is not None
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` is a directory ``preftune train`` wrote."""
-    return (path / "config.json").exists() and (path / "metrics.jsonl").exists()
 
 
 def locate(source: str | Path, checkpoint: str | None = None) -> Located:
@@ -52,25 +48,19 @@ def locate(source: str | Path, checkpoint: str | None = None) -> Located:
     return Located(str(source), resolved, resolved)
 
 
+def load_located(located: Located) -> Any:
+    """The model of ``located``; an adapter comes with its base (peft), unmerged."""
+    if located.is_adapter:
+        from peft import AutoPeftModelForCausalLM
+
+        return AutoPeftModelForCausalLM.from_pretrained(located.model_dir)
+    return load_model(located.model_dir)
+
+
 def _locate_run(run: RunDir, name: str, checkpoint: str | None) -> Located:
     record = json.loads(run.config_path.read_text(encoding="utf-8"))
     config = TrainConfig.build(record["config"])
-    if checkpoint is None and run.final_path.exists():
-        directory = run.final_path
-    else:
-        rows = run.checkpoints()
-        if not rows:
-            raise MissingError(f"{name} has no final model and no checkpoint yet",
-                               [f"resume it: preftune train --resume {name}"])
-        if checkpoint in (None, "latest"):
-            row = rows[-1]
-        else:
-            named = [r for r in rows if r["name"] == checkpoint]
-            if not named:
-                raise UsageError(f"{name} has no checkpoint {checkpoint!r}",
-                                 ["checkpoints: " + ", ".join(r["name"] for r in rows)])
-            row = named[0]
-        directory = run.path / row["model_path"]
+    directory = run.model_dir(checkpoint, name)
     # Checkpoints hold no tokenizer; training never changes it, so final/'s or the base's do.
     tokenizer = next((str(d) for d in (directory, run.final_path) if has_tokenizer(d)),
                      resolve_model(config.model))
