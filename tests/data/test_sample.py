@@ -9,7 +9,9 @@ from itertools import islice
 
 import pytest
 
+from preftune.data import sample
 from preftune.data.sample import CATEGORIES, SampleRecord, generate_samples, iter_samples
+from preftune.errors import MissingError
 
 
 @pytest.fixture(scope="module")
@@ -132,3 +134,23 @@ def test_ranking_is_consistent_across_records(records: list[SampleRecord]) -> No
 def test_small_samples_do_not_repeat_a_prompt() -> None:
     records = generate_samples(500, seed=11)
     assert len({r.prompt for r in records}) == 500
+
+
+def test_table_rows_become_tuples_in_field_order_with_texts_as_lines_joined() -> None:
+    rows = [{"n": 3, "items": ["a", "b"], "text": ["line one", "line two"]}]
+    assert sample._records("x", "t", rows, ("text", "items", "n"), lists=("items",)) == (
+        ("line one\nline two", ("a", "b"), 3),
+    )
+
+
+def test_a_table_row_with_a_wrong_field_names_the_file_table_row_and_fields() -> None:
+    rows = [{"prompt": "p", "good": "g"}, {"prompt": "p", "godo": "g"}]
+    expected = "sample table file coding.json: bank[1] has fields ['godo', 'prompt']; expected "
+    with pytest.raises(MissingError, match=re.escape(expected)):
+        sample._records("coding", "bank", rows, ("prompt", "good"))
+
+
+def test_a_missing_table_file_says_to_reinstall() -> None:
+    with pytest.raises(MissingError, match=r"^sample table file nowhere\.json is missing") as e:
+        sample._file("nowhere")
+    assert "reinstall preftune" in e.value.hints[0]
