@@ -17,8 +17,8 @@ from preftune.config import TrainConfig
 from preftune.engine.data import read
 from preftune.engine.loop import Reporter, RunResult, train
 from preftune.errors import UsageError
-from preftune.evaluation import Scoring, evaluate
 from preftune.models.locate import load_located, locate
+from preftune.runs.evaluation import Scoring, evaluate
 
 
 class Trainer:

@@ -18,7 +18,7 @@ from preftune.cli.common import out
 from preftune.errors import UsageError
 
 if TYPE_CHECKING:
-    from preftune.evaluation import EvalResult
+    from preftune.runs.evaluation import EvalResult
 
 Source = Annotated[str | None, typer.Argument(help="A run directory, a model directory, or "
                                               "anything --model takes.")]
@@ -61,8 +61,8 @@ def eval_cmd(
     """Preference accuracy, reward margin, loss and log-probs of a model on preference data."""
     from preftune.config import TrainConfig
     from preftune.data.validate import load_preferences
-    from preftune.evaluation import Scoring, average_logps_views, evaluate
     from preftune.models.locate import locate
+    from preftune.runs.evaluation import Scoring, average_logps_views, evaluate
 
     name = _one_source(source, model)
     if not dataset:

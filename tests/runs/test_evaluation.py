@@ -4,9 +4,9 @@ import torch
 from preftune.data.tokenize import tokenize_pairs
 from preftune.data.validate import load_preferences
 from preftune.engine.logprobs import TokenRows
-from preftune.evaluation import Scoring, average_logps_views, evaluate, rescore
 from preftune.models.load import load_model, load_tokenizer
 from preftune.models.locate import locate
+from preftune.runs.evaluation import Scoring, average_logps_views, evaluate, rescore
 
 
 def test_trained_run_beats_the_untrained_base_on_its_training_data(trained_run, sample_pairs):
