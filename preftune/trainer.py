@@ -18,6 +18,7 @@ from preftune.engine.data import read
 from preftune.engine.loop import Reporter, RunResult, train
 from preftune.errors import UsageError
 from preftune.models.locate import load_located, locate
+from preftune.runs.artifacts import RunArtifacts
 from preftune.runs.evaluation import Scoring, evaluate
 
 
@@ -29,8 +30,10 @@ class Trainer:
 
     def train(self, train_data: Any = None, eval_data: Any = None,
               reporter: Reporter | None = None) -> RunResult:
-        """Train on ``train_data`` (default: the config's dataset); the run's result."""
-        self.result = train(self.config, train_data, eval_data, reporter=reporter)
+        """Train on ``train_data`` (default: the config's dataset); the run's result. The run
+        gets what the CLI's runs get: trackers, live warnings, charts and diagnosis.json."""
+        self.result = train(self.config, train_data, eval_data, reporter=reporter,
+                            hooks=RunArtifacts())
         return self.result
 
     def evaluate(self, data: Any) -> dict[str, float]:

@@ -21,6 +21,8 @@ def test_train_on_a_list_then_evaluate_save_and_load(sample_pairs, tmp_path):
     result = trainer.train(records)
     assert result.run_dir == tmp_path / "run"
     assert result.metrics["accuracy"] > 0.9
+    assert result.diagnosis is not None and (result.run_dir / "diagnosis.json").exists()
+    assert (result.run_dir / "plots" / "loss.png").exists()
     scores = trainer.evaluate(records[:32])
     assert set(scores) >= {"preference_accuracy", "loss", "reward_margin"}
     assert scores["pairs"] == 32

@@ -41,6 +41,7 @@ def sweep_cmd(
 ) -> None:
     """Train every combination of a grid, one run after another; rerun to resume."""
     from preftune.engine.loop import train
+    from preftune.runs.artifacts import RunArtifacts
     from preftune.runs.sweep import (
         Sweep,
         absolute_paths,
@@ -74,7 +75,8 @@ def sweep_cmd(
         out.print(f"[bold]{escape(row['name'])}[/] ({escape(params)}): {what}")
 
     statuses = sweep.run_all(lambda cfg, resume=None: train(cfg, resume=resume,
-                                                             reporter=ConsoleReporter()),
+                                                             reporter=ConsoleReporter(),
+                                                             hooks=RunArtifacts()),
                              announce)
     done = sum(1 for s in statuses.values() if s == "done")
     out.print(f"sweep finished: {done} of {len(statuses)} runs done")

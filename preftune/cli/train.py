@@ -55,6 +55,7 @@ def train_cmd(
 ) -> None:
     """Train a model on preference data (DPO, IPO, cDPO, robust, hinge, SimPO, ORPO, SFT)."""
     from preftune.engine.loop import train
+    from preftune.runs.artifacts import RunArtifacts
 
     worker = settings.worker_pid()
     if worker is not None:
@@ -66,7 +67,7 @@ def train_cmd(
                   "asked for, as it does unless it finds two GPUs or is given --multi_gpu; on "
                   "CPUs add --multi_gpu (docs/scaling.md)")
     if resume is not None:
-        train(None, resume=resume, reporter=ConsoleReporter())
+        train(None, resume=resume, reporter=ConsoleReporter(), hooks=RunArtifacts())
         return
     flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
              "preset": preset, "beta": beta, "learning_rate": learning_rate,
@@ -81,7 +82,7 @@ def train_cmd(
 
         print(json.dumps(plan(cfg), indent=2))
         return
-    train(cfg, reporter=ConsoleReporter())
+    train(cfg, reporter=ConsoleReporter(), hooks=RunArtifacts())
 
 
 def gather_values(file_values: dict[str, Any], flags: dict[str, Any],

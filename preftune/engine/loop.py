@@ -3,6 +3,7 @@
 setup (run directory, seed, device) → data (validated, tokenized) → models (policy,
 reference) → reference log-probs (once, cached) → optimizer and schedule → resume →
 steps (forward, loss, backward, clip, step; log, evaluate, checkpoint) → final model.
+The caller's ``RunHooks`` see the run start, each logged row, and its end (``engine.hooks``).
 
 A step is ``grad_accum`` micro-batches of ``batch_size`` pairs; its loss is the mean over all
 its pairs. Data order is a permutation seeded by (seed, epoch), so a resumed run skips the
@@ -31,6 +32,7 @@ from preftune.engine.checkpoint import Position, load_state, restore_rng, save_c
 from preftune.engine.data import prepare_data
 from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
 from preftune.engine.forward import FastPaths, router_aux_coef
+from preftune.engine.hooks import RunHooks
 from preftune.engine.logprobs import TokenRows
 from preftune.engine.optim import adamw
 from preftune.engine.phases import PhaseClock
@@ -49,9 +51,6 @@ from preftune.models.load import (
     resolve_model,
 )
 from preftune.rundir import RunDir
-from preftune.runs.diagnose import LiveMonitor, diagnose_run
-from preftune.runs.plots import plot_run
-from preftune.runs.trackers import Trackers, check_available
 
 
 def nan_advice(cfg: TrainConfig) -> list[str]:
@@ -69,21 +68,23 @@ OOM_ADVICE = [
 
 
 def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None,
-          resume: str | Path | None = None, reporter: Reporter | None = None) -> RunResult:
+          resume: str | Path | None = None, reporter: Reporter | None = None,
+          hooks: RunHooks | None = None) -> RunResult:
     """Train as ``cfg`` says; with ``resume`` (and no cfg), continue that run from its last
     checkpoint with the config it was started with. SIGTERM checkpoints and stops
-    (``StoppedError``)."""
+    (``StoppedError``). ``hooks`` add what the run directory holds beyond the engine's own
+    files (``runs.artifacts.RunArtifacts``: trackers, live warnings, charts, diagnosis)."""
     with stop_on_sigterm() as stop:
-        return _train(cfg, train_data, eval_data, resume, reporter, stop)
+        return _train(cfg, train_data, eval_data, resume, reporter, hooks or RunHooks(), stop)
 
 
 def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
-           resume: str | Path | None, reporter: Reporter | None,
+           resume: str | Path | None, reporter: Reporter | None, hooks: RunHooks,
            stop: StopRequest) -> RunResult:
     started = time.perf_counter()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
-    check_available(cfg.report_to)  # a missing tracker package fails before any work
+    hooks.check(cfg)
     torch.manual_seed(cfg.seed)
     accelerator = Accelerator(mixed_precision="fp16" if cfg.dtype == "fp16" else "no",
                               cpu=not torch.cuda.is_available())
@@ -136,17 +137,15 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         restore_rng(state["rng"])
     if main:
         run.truncate_metrics(position.step)  # rows a crashed run logged after its checkpoint
+        hooks.start(cfg, run.path)
 
-    trackers = Trackers.open(cfg.report_to if main else [], run.path,
-                             cfg.wandb_name or run.path.name, cfg.model_dump(mode="json"),
-                             cfg.wandb_project, cfg.wandb_name)
+    def record(row: dict[str, float]) -> Any:
+        """Log ``row`` and hand it to the hooks (main process); what they warn about."""
+        if not main:
+            return None
+        run.log(row)
+        return hooks.log(row)
 
-    def record(row: dict[str, float]) -> None:
-        if main:
-            run.log(row)
-            trackers.log(row)
-
-    monitor = LiveMonitor(cfg.model_dump(mode="json"))
     window = MetricWindow()
     first: dict[str, float] = {}
     last: dict[str, float] = {}
@@ -189,8 +188,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
                 with clock.phase("logging"):
                     last = window.row(position.step, progress, device)
                     first = first or last
-                    record(last)
-                    finding = monitor.update(last)
+                    finding = record(last)
                     if main:
                         report.step(last)
                         if finding is not None:
@@ -223,15 +221,15 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
     finally:
         stop.armed = False
-        trackers.finish()
+        if main:
+            hooks.close()
 
     diagnosis = None
     with clock.phase("final"):
         weights = gathered_policy_state(accelerator, scorer)  # every process takes part
         if main:
             save_final(run, policy, tokenizer, weights)
-            draw_plots(run)
-            diagnosis = diagnose_run(run.path).to_dict()  # also written to diagnosis.json
+            diagnosis = hooks.finish(run.path)
         accelerator.wait_for_everyone()
     result = RunResult(run.path, last, first, position.step, time.perf_counter() - started,
                        diagnosis, clock.summary())
@@ -542,14 +540,6 @@ def load_optimizer_state(accelerator: Accelerator, model: Any, optimizer: Any,
 
     set_optimizer_state_dict(model, optimizer.optimizer, state,
                              options=StateDictOptions(full_state_dict=True))
-
-
-def draw_plots(run: RunDir) -> None:
-    """The run's charts; a run that trained well is not failed by a chart that would not draw."""
-    try:
-        plot_run(run.path)
-    except Exception as e:  # matplotlib and fonts fail in many ways; the metrics are safe
-        warnings.warn(f"could not draw the charts of {run.path}: {e}", stacklevel=2)
 
 
 def save_final(run: RunDir, policy: Any, tokenizer: Any,

@@ -17,6 +17,9 @@ def test_train_prints_a_summary_and_writes_the_run(cli, sample_pairs, tmp_path):
     assert "eval/accuracy" in result.out
     assert f"run directory: {run}" in result.out
     assert (run / "final").is_dir() and (run / "metrics.jsonl").exists()
+    # the runs layer's artifacts, which the service's training processes leave too
+    assert "diagnosis: " in result.out and (run / "diagnosis.json").exists()
+    assert (run / "plots" / "loss.png").exists()
 
 
 def test_aliases_flags_yaml_and_overrides_combine(cli, sample_pairs, tmp_path):
