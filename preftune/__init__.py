@@ -10,6 +10,7 @@ The public API::
     result = Trainer(cfg).train(data)              # RunResult: run_dir, metrics
 """
 
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from preftune.config import PRESETS, TrainConfig
@@ -24,11 +25,12 @@ if TYPE_CHECKING:
     from preftune.sampler import Sampler
     from preftune.trainer import Trainer
 
-__version__ = "0.1.0"
-
 
 def __getattr__(name: str) -> Any:
-    """``Trainer``, ``Sampler`` and ``LOSSES`` import torch: load them on first use."""
+    """``Trainer``, ``Sampler`` and ``LOSSES`` import torch: load them on first use;
+    ``__version__`` is the installed distribution's (pyproject.toml's), read when asked."""
+    if name == "__version__":
+        return metadata.version("preftune")
     if name == "Trainer":
         from preftune.trainer import Trainer
 

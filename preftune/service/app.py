@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from importlib import metadata
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,7 +22,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from preftune import __version__
 from preftune.errors import DataError, PreftuneError, UsageError
 from preftune.service.auth import RateLimiter
 from preftune.service.db import Database
@@ -49,7 +49,7 @@ def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**2
     ``worker_options``.
     """
     app = FastAPI(
-        title="preftune", version=__version__,
+        title="preftune", version=metadata.version("preftune"),
         description="Preference fine-tuning jobs, shaped like OpenAI's fine-tuning API.",
         lifespan=_lifespan(db, store, embedded_workers, dict(worker_options or {})))
     app.state.service = Service(db, store, RateLimiter(rate_limit_per_minute),
