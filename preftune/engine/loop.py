@@ -20,16 +20,23 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
 
 from preftune import settings
 from preftune.config import TrainConfig
-from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
+from preftune.engine.build import ModelSpec, build_policy
+from preftune.engine.checkpoint import Position, load_state, restore_rng
 from preftune.engine.data import prepare_data
+from preftune.engine.distributed import (
+    gathered_policy_state,
+    load_optimizer_state,
+    process_share,
+    save_checkpoint_all,
+    summed_over_processes,
+)
 from preftune.engine.evaluate import RowLogps, Scorer, add_pair_sums, evaluate_rows
 from preftune.engine.forward import FastPaths, router_aux_coef
 from preftune.engine.hooks import RunHooks
@@ -43,13 +50,7 @@ from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import OutOfMemoryError, StoppedError, TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses.table import mixture_loss, needs_reference
-from preftune.models.load import (
-    add_lora,
-    disable_dropout,
-    load_model,
-    load_tokenizer,
-    resolve_model,
-)
+from preftune.models.load import load_tokenizer, resolve_model
 from preftune.rundir import RunDir
 
 
@@ -153,12 +154,8 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     report.start(plan.total_steps, position.step)
 
     def save_at(resume_at: Position, progress: float) -> None:
-        weights = gathered_policy_state(accelerator, scorer)  # every process takes part
-        optimizer_state = gathered_optimizer_state(accelerator, scorer.model, optimizer)
-        if main:
-            save_checkpoint(run, f"step-{resume_at.step}", policy, optimizer_state, scheduler,
-                            resume_at, progress, cfg.save_total_limit, weights)
-        accelerator.wait_for_everyone()
+        save_checkpoint_all(accelerator, run, scorer.model, policy, optimizer, scheduler,
+                            resume_at, progress, cfg.save_total_limit)
 
     try:
         stop.armed = True
@@ -226,7 +223,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
 
     diagnosis = None
     with clock.phase("final"):
-        weights = gathered_policy_state(accelerator, scorer)  # every process takes part
+        weights = gathered_policy_state(accelerator, scorer.model)  # every process takes part
         if main:
             save_final(run, policy, tokenizer, weights)
             diagnosis = hooks.finish(run.path)
@@ -249,43 +246,21 @@ def build_models(cfg: TrainConfig, run: RunDir, checkpoint: dict[str, Any] | Non
     Full fine-tuning that computes every reference log-prob before its first step scores the
     starting policy itself, so no copy is loaded then either (``starting_reference``).
     """
-    ref_model = None
-    # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
-    dtype = "fp32" if cfg.dtype == "fp16" else cfg.dtype
-    attention = attention_kernel(cfg, device)
-    fallback = cfg.attn_implementation == "auto"
-    if cfg.lora:
-        policy = load_model(cfg.model, dtype, cfg.load_in_4bit, attention, fallback)
-        if checkpoint is not None:
-            from peft import PeftModel
-
-            policy = PeftModel.from_pretrained(policy, run.path / checkpoint["model_path"],
-                                               is_trainable=True)
-        else:
-            # With dropout disabled, LoRA's is 0 from the start (peft's adapters on a
-            # mixture of experts' fused weights accept no other).
-            dropout = 0.0 if cfg.disable_dropout else cfg.lora_dropout
-            policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, dropout,
-                              cfg.lora_target_modules)
-    else:
-        start = str(run.path / checkpoint["model_path"]) if checkpoint else cfg.model
-        policy = load_model(start, dtype, cfg.load_in_4bit, attention, fallback)
-        if needs_reference(cfg.algorithms) and not starting_reference(cfg, checkpoint):
-            ref_model = load_model(cfg.model, dtype, cfg.load_in_4bit,
-                                   policy.config._attn_implementation).to(device).eval()
-            ref_model.requires_grad_(False)
-    if cfg.disable_dropout:
-        disable_dropout(policy)
-    if cfg.gradient_checkpointing:
-        # transformers 5 renamed it; older versions only have the gradient_ name.
-        enable = getattr(policy, "activation_checkpointing_enable", None)
-        (enable or policy.gradient_checkpointing_enable)()
-        if cfg.lora:
-            policy.enable_input_require_grads()
-    if cfg.torch_compile:
-        # The transformer body only: the log-prob head runs a Python loop over chunks.
-        policy.get_decoder().compile()
-    return policy.to(device), ref_model
+    spec = ModelSpec(
+        cfg.model,
+        # fp16 trains with fp32 master weights under accelerate's mixed precision (loss scaling).
+        dtype="fp32" if cfg.dtype == "fp16" else cfg.dtype,
+        lora=cfg.lora, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+        # With dropout disabled, LoRA's is 0 from the start (peft's adapters on a mixture of
+        # experts' fused weights accept no other).
+        lora_dropout=0.0 if cfg.disable_dropout else cfg.lora_dropout,
+        lora_target_modules=cfg.lora_target_modules, load_in_4bit=cfg.load_in_4bit,
+        attention=attention_kernel(cfg, device),
+        attention_fallback=cfg.attn_implementation == "auto",
+        disable_dropout=cfg.disable_dropout, gradient_checkpointing=cfg.gradient_checkpointing,
+        torch_compile=cfg.torch_compile)
+    with_reference = needs_reference(cfg.algorithms) and not starting_reference(cfg, checkpoint)
+    return build_policy(spec, run.path, checkpoint, device, with_reference)
 
 
 def starting_reference(cfg: TrainConfig, checkpoint: dict[str, Any] | None) -> bool:
@@ -320,7 +295,16 @@ def cached_reference(cfg: TrainConfig, scorer: Scorer, dataset: Any, rows: Token
     return RowLogps(torch.from_numpy(cached[0]), torch.from_numpy(cached[1]))
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+class ScheduleOptions(Protocol):
+    """What a schedule reads from a config (TrainConfig's and GRPOConfig's fields)."""
+
+    @property
+    def warmup_steps(self) -> int: ...
+    @property
+    def lr_scheduler(self) -> str: ...
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleOptions,
                    total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up to the peak, then linear or cosine decay to zero, or constant."""
     warmup = min(cfg.warmup_steps, total_steps)
@@ -431,17 +415,12 @@ def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
     """
     step = [i for m in micro_batches for i in m]
     size = max(len(m) for m in micro_batches)
-    processes = accelerator.num_processes
-    mine = step[accelerator.process_index::processes]
-    # Every process runs as many micro-batches as the busiest one: FSDP gathers parameters in
-    # each forward pass, and DDP synchronises on the last backward, so all must take part.
-    count = math.ceil(math.ceil(len(step) / processes) / size)
-    scale = processes / len(step)
+    mine = process_share(step, size, accelerator)
+    scale = accelerator.num_processes / len(step)
     clock = clock or PhaseClock()
     sums: dict[str, float] = {"tokens": 0.0}
-    for k in range(count):
-        indices = mine[k * size:(k + 1) * size]
-        sync = k == count - 1
+    for k, indices in enumerate(mine):
+        sync = k == len(mine) - 1
         with contextlib.nullcontext() if sync else accelerator.no_sync(scorer.model):
             # A process out of pairs scores one with weight 0: it joins, adding nothing.
             with clock.phase("forward"):
@@ -457,13 +436,8 @@ def train_step(accelerator: Accelerator, scorer: Scorer, rows: TokenRows,
             if scorer.router_aux_coef > 0:
                 sums["router_aux_loss"] = (sums.get("router_aux_loss", 0.0)
                                            + float(logps.router_aux) * len(indices))
-    sums["pairs"] = float(len(mine))
-    if accelerator.num_processes == 1:
-        return sums
-    keys = sorted(sums)
-    total = accelerator.reduce(torch.tensor([sums[k] for k in keys], device=accelerator.device),
-                               "sum")
-    return dict(zip(keys, total.tolist(), strict=True))
+    sums["pairs"] = float(sum(len(m) for m in mine))
+    return summed_over_processes(accelerator, sums)
 
 
 class MetricWindow:
@@ -505,41 +479,6 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def gathered_policy_state(accelerator: Accelerator,
-                          scorer: Scorer) -> dict[str, torch.Tensor] | None:
-    """Under FSDP, the policy's whole state dict, gathered from the shards of every process
-    (all must call this; only the main one gets the tensors). Otherwise None: each process
-    holds the whole policy, and ``save_pretrained`` reads it directly."""
-    if accelerator.distributed_type != DistributedType.FSDP:
-        return None
-    state = accelerator.get_state_dict(scorer.model)  # ResponseLogps keys: "lm." + the policy's
-    return {key.removeprefix("lm."): value for key, value in state.items()}
-
-
-def gathered_optimizer_state(accelerator: Accelerator, model: Any,
-                             optimizer: Any) -> dict[str, Any]:
-    """The optimizer state to save; under FSDP gathered whole from every process's shards
-    (all must call this) and keyed by parameter name."""
-    if accelerator.distributed_type != DistributedType.FSDP:
-        return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-
-    return get_optimizer_state_dict(model, optimizer.optimizer, options=StateDictOptions(
-        full_state_dict=True, cpu_offload=True))
-
-
-def load_optimizer_state(accelerator: Accelerator, model: Any, optimizer: Any,
-                         state: dict[str, Any]) -> None:
-    """Restore what ``gathered_optimizer_state`` saved; under FSDP each process keeps its shard."""
-    if accelerator.distributed_type != DistributedType.FSDP:
-        optimizer.load_state_dict(state)
-        return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    set_optimizer_state_dict(model, optimizer.optimizer, state,
-                             options=StateDictOptions(full_state_dict=True))
 
 
 def save_final(run: RunDir, policy: Any, tokenizer: Any,

@@ -202,11 +202,11 @@ def test_full_fine_tuning_with_a_precomputed_reference_loads_no_copy(sample_pair
                                                                      monkeypatch):
     """The policy before its first step is the reference: scoring it gives the same losses as
     a frozen copy scored live in every step, and only one model is ever loaded."""
-    from preftune.engine import loop
+    from preftune.engine import build
 
     loads = []
-    real_load = loop.load_model
-    monkeypatch.setattr(loop, "load_model",
+    real_load = build.load_model
+    monkeypatch.setattr(build, "load_model",
                         lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
     base = {**FAST, "dataset": str(sample_pairs), "max_steps": 4, "logging_steps": 1,
             "lora": False}
