@@ -8,11 +8,21 @@ engine calls these methods and never learns what they draw or write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from preftune.config import TrainConfig
+
+class HookedConfig(Protocol):
+    """What hooks read from a run's config: a preference run's TrainConfig, GRPO's config."""
+
+    @property
+    def report_to(self) -> Sequence[str]: ...
+    @property
+    def wandb_project(self) -> str | None: ...
+    @property
+    def wandb_name(self) -> str | None: ...
+    def model_dump(self, *, mode: str) -> dict[str, Any]: ...
 
 
 class RunHooks:
@@ -21,10 +31,10 @@ class RunHooks:
     ``check`` runs on every process; the others on the main process only.
     """
 
-    def check(self, cfg: TrainConfig) -> None:
+    def check(self, cfg: HookedConfig) -> None:
         """Before any work: refuse what cannot be served (a tracker package not installed)."""
 
-    def start(self, cfg: TrainConfig, run_dir: Path) -> None:
+    def start(self, cfg: HookedConfig, run_dir: Path) -> None:
         """Before the first step, with the run directory in place (a resumed run's too)."""
 
     def log(self, row: dict[str, float]) -> Any:

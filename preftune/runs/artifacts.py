@@ -12,8 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from preftune.config import TrainConfig
-from preftune.engine.hooks import RunHooks
+from preftune.engine.hooks import HookedConfig, RunHooks
 from preftune.runs.diagnose import Finding, LiveMonitor, diagnose_run
 from preftune.runs.plots import plot_run
 from preftune.runs.trackers import Trackers, check_available
@@ -24,10 +23,10 @@ class RunArtifacts(RunHooks):
         self.trackers: Trackers | None = None
         self.monitor: LiveMonitor | None = None
 
-    def check(self, cfg: TrainConfig) -> None:
+    def check(self, cfg: HookedConfig) -> None:
         check_available(cfg.report_to)  # a missing tracker package fails before any work
 
-    def start(self, cfg: TrainConfig, run_dir: Path) -> None:
+    def start(self, cfg: HookedConfig, run_dir: Path) -> None:
         config = cfg.model_dump(mode="json")
         self.trackers = Trackers.open(cfg.report_to, run_dir, cfg.wandb_name or run_dir.name,
                                       config, cfg.wandb_project, cfg.wandb_name)
