@@ -49,3 +49,13 @@ def print_error(error: BaseException) -> None:
         err.print(f"[bold red]error:[/] unexpected {type(error).__name__}: {escape(str(error))}")
         if not state.verbose:
             err.print("[yellow]hint:[/] run again with -v to see the traceback")
+
+
+def warn_lone_accelerate_process() -> None:
+    """Say so when `accelerate launch` started one process where several were asked for."""
+    from preftune import settings
+
+    if settings.lone_accelerate_process():
+        err.print("[yellow]warning:[/] accelerate launch started one process, not the several "
+                  "asked for, as it does unless it finds two GPUs or is given --multi_gpu; on "
+                  "CPUs add --multi_gpu (docs/scaling.md)")

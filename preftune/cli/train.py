@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from preftune import settings
-from preftune.cli.common import ALGO_HELP, err, out
+from preftune.cli.common import ALGO_HELP, out, warn_lone_accelerate_process
 from preftune.config import TrainConfig, parse_overrides, read_yaml
 from preftune.engine.report import Reporter, RunResult
 
@@ -62,10 +62,7 @@ def train_cmd(
         from preftune.engine.stop import watch_worker
 
         watch_worker(worker)
-    if settings.lone_accelerate_process():
-        err.print("[yellow]warning:[/] accelerate launch started one process, not the several "
-                  "asked for, as it does unless it finds two GPUs or is given --multi_gpu; on "
-                  "CPUs add --multi_gpu (docs/scaling.md)")
+    warn_lone_accelerate_process()
     if resume is not None:
         train(None, resume=resume, reporter=ConsoleReporter(), hooks=RunArtifacts())
         return
