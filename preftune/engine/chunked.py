@@ -17,7 +17,9 @@ The logits are computed in the weights' dtype and summed in float32, as in the p
 WPO's weights also need ``log sum_v p_v²`` at every scored position, the log-probability the
 model's own distribution gives to drawing the same token twice. ``chunked_token_logps_with_sq``
 adds it from the same chunks: ``logsumexp(2 · logits) - 2 · lse``, the soft cap applied first,
-without gradient. ``chunked_token_logps`` skips it.
+without gradient. ``chunked_token_logps`` skips it. GRPO logs the entropy of the policy's
+next-token distribution the same way (``chunked_token_logps_with_entropy``): ``-sum_v p_v log p_v``
+per position, from the same chunks, without gradient.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def chunked_token_logps(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.
 
     hidden (N, H), weight (V, H), bias (V,) or None, labels (N,).
     """
-    out, _ = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap, False)
+    out, _ = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap, None)
     return out
 
 
@@ -61,8 +63,19 @@ def chunked_token_logps_with_sq(hidden: torch.Tensor, weight: torch.Tensor,
     """``chunked_token_logps`` and, per position, the (N,) float32 ``log sum_v p_v²``
     (= ``logsumexp(2 * log_softmax(logits))``), which carries no gradient (WPO's weights)."""
     out, log_sum_sq = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap,
-                                          True)
+                                          "sq")
     return out, log_sum_sq
+
+
+def chunked_token_logps_with_entropy(hidden: torch.Tensor, weight: torch.Tensor,
+                                     bias: torch.Tensor | None, labels: torch.Tensor,
+                                     chunk_tokens: int, softcap: float | None = None
+                                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``chunked_token_logps`` and, per position, the (N,) float32 entropy of the next-token
+    distribution, ``-sum_v p_v log p_v``, which carries no gradient (a GRPO metric)."""
+    out, entropy = _ChunkedLogps.apply(hidden, weight, bias, labels, chunk_tokens, softcap,
+                                       "entropy")
+    return out, entropy
 
 
 def soft_cap(logits: torch.Tensor, cap: float | None) -> torch.Tensor:
@@ -74,11 +87,12 @@ class _ChunkedLogps(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 labels: torch.Tensor, chunk_tokens: int, softcap: float | None,
-                with_sq: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                extra: str | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         n = hidden.shape[0]
         logps = torch.empty(n, dtype=torch.float32, device=hidden.device)
         lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
-        log_sum_sq = torch.empty(n, dtype=torch.float32, device=hidden.device) if with_sq \
+        # extra: "sq" (log sum p²), "entropy", or None; per position, without gradient.
+        per_position = torch.empty(n, dtype=torch.float32, device=hidden.device) if extra \
             else None
         logits = None
         for s in range(0, n, chunk_tokens):
@@ -86,8 +100,11 @@ class _ChunkedLogps(torch.autograd.Function):
             logits = soft_cap(F.linear(hidden[s:e], weight, bias).float(), softcap)  # (n, V)
             lse[s:e] = logits.logsumexp(-1)
             logps[s:e] = logits.gather(1, labels[s:e, None]).squeeze(1) - lse[s:e]
-            if log_sum_sq is not None:  # log sum p² = logsumexp(2 z) - 2 logsumexp(z)
-                log_sum_sq[s:e] = logits.mul(2).logsumexp(-1) - 2 * lse[s:e]
+            if per_position is not None and extra == "sq":  # log sum p² = lse(2 z) - 2 lse(z)
+                per_position[s:e] = logits.mul(2).logsumexp(-1) - 2 * lse[s:e]
+            elif per_position is not None:  # entropy: -sum p log p, 0 log 0 taken as 0
+                log_p = logits - lse[s:e, None]                              # (n, V)
+                per_position[s:e] = -log_p.exp().mul_(log_p).nan_to_num_(nan=0.0).sum(-1)
         ctx.save_for_backward(hidden, weight, bias, labels, lse)
         ctx.chunk_tokens = chunk_tokens
         ctx.softcap = softcap
@@ -95,9 +112,9 @@ class _ChunkedLogps(torch.autograd.Function):
         # spares a (n, V, H) matmul and adds no peak: the backward would rebuild this very
         # block first thing, and nothing runs between the head's forward and its backward.
         ctx.logits = logits if n <= chunk_tokens else None
-        if log_sum_sq is not None:
-            ctx.mark_non_differentiable(log_sum_sq)
-        return logps, log_sum_sq
+        if per_position is not None:
+            ctx.mark_non_differentiable(per_position)
+        return logps, per_position
 
     @staticmethod
     def backward(ctx: Any, grad_logps: torch.Tensor, _grad_sq: Any) -> tuple[Any, ...]:

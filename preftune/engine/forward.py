@@ -32,6 +32,7 @@ import torch
 
 from preftune.engine.chunked import (
     chunked_token_logps,
+    chunked_token_logps_with_entropy,
     chunked_token_logps_with_sq,
     default_chunk_tokens,
     soft_cap,
@@ -43,6 +44,7 @@ from preftune.engine.logprobs import (
     log_sum_sq_probs,
     router_loss,
     sequence_logps,
+    token_entropy,
     wpo_weights,
 )
 from preftune.engine.logprobs import token_log_probs as plain_token_log_probs
@@ -101,17 +103,26 @@ def unsupported_reason(model: Any) -> str | None:
     if implementation not in MASKED_ATTENTION:
         return (f"attention implementation {implementation!r} takes no custom mask "
                 f"(use one of {', '.join(MASKED_ATTENTION)})")
-    for name in ("logit_scale", "logits_scaling"):
-        if getattr(config, name, None) not in (None, 1.0):
-            return f"the model transforms its logits ({name})"
-    if getattr(config, "is_encoder_decoder", False):
-        return "encoder-decoder models are scored whole"
+    head = head_unsupported_reason(config)
+    if head is not None:
+        return head
     kinds = set(getattr(config, "layer_types", None) or ())
     if kinds - set(LAYER_KINDS):
         return f"layers of kind {', '.join(sorted(kinds - set(LAYER_KINDS)))} take no packed mask"
     if len(layer_windows(config)) > 1 and not _takes_mask_per_layer_kind(model):
         return ("its layers differ in attention window, and its forward pass takes one mask "
                 "for all of them")
+    return None
+
+
+def head_unsupported_reason(config: Any) -> str | None:
+    """Why scoring from the decoder's hidden states through the output head would not give
+    the model's own log-probs, or None."""
+    for name in ("logit_scale", "logits_scaling"):
+        if getattr(config, name, None) not in (None, 1.0):
+            return f"the model transforms its logits ({name})"
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder models are scored whole"
     return None
 
 
@@ -229,22 +240,35 @@ class ResponseLogps(torch.nn.Module):
                     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N,) log-probs of ``labels`` given final hidden states (N, H); with ``paths.wpo``
         also (N,) ``log sum_v p_v²`` without gradient, else None."""
-        head = self.lm.get_output_embeddings()
-        cap = getattr(self.lm.config, "final_logit_softcapping", None)
-        if self.paths.chunked_logps and type(head) is torch.nn.Linear:
-            chunk = self.paths.chunk_tokens or default_chunk_tokens(head.weight.shape[0])
-            if self.paths.wpo:
-                return chunked_token_logps_with_sq(hidden, head.weight, head.bias, labels,
-                                                   chunk, cap)
-            return chunked_token_logps(hidden, head.weight, head.bias, labels, chunk, cap), None
-        # A head that is not a plain linear layer (a LoRA-adapted one): whole logits, but at
-        # the response positions only.
-        logits = soft_cap(head(hidden), cap)                                 # (N, V)
-        if not self.paths.wpo:
-            return plain_token_log_probs(logits, labels), None
-        with torch.no_grad():
-            log_sum_sq = log_sum_sq_probs(logits)
-        return plain_token_log_probs(logits, labels), log_sum_sq
+        return head_logps(self.lm, hidden, labels, self.paths, "sq" if self.paths.wpo else None)
+
+
+def head_logps(lm: Any, hidden: torch.Tensor, labels: torch.Tensor, paths: FastPaths,
+               extra: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(N,) log-probs of ``labels`` given ``lm``'s final hidden states (N, H), through its
+    output head: a chunk of tokens at a time where ``paths.chunked_logps`` and the head is a
+    plain linear layer, else whole logits at these N positions only. ``extra`` adds a
+    per-position (N,) value without gradient: ``"sq"``, ``log sum_v p_v²`` (WPO), or
+    ``"entropy"``, ``-sum_v p_v log p_v``; None: none."""
+    head = lm.get_output_embeddings()
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if paths.chunked_logps and type(head) is torch.nn.Linear:
+        chunk = paths.chunk_tokens or default_chunk_tokens(head.weight.shape[0])
+        if extra == "sq":
+            return chunked_token_logps_with_sq(hidden, head.weight, head.bias, labels, chunk,
+                                               cap)
+        if extra == "entropy":
+            return chunked_token_logps_with_entropy(hidden, head.weight, head.bias, labels,
+                                                    chunk, cap)
+        return chunked_token_logps(hidden, head.weight, head.bias, labels, chunk, cap), None
+    # A head that is not a plain linear layer (a LoRA-adapted one): whole logits, but at
+    # the response positions only.
+    logits = soft_cap(head(hidden), cap)                                     # (N, V)
+    if extra is None:
+        return plain_token_log_probs(logits, labels), None
+    with torch.no_grad():
+        per_position = log_sum_sq_probs(logits) if extra == "sq" else token_entropy(logits)
+    return plain_token_log_probs(logits, labels), per_position
 
 
 def score_batch(module: Any, batch: PairBatch | PackedPairs) -> SequenceLogps:

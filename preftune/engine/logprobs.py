@@ -182,6 +182,12 @@ def log_sum_sq_probs(logits: torch.Tensor) -> torch.Tensor:
     return logits.mul(2).logsumexp(-1) - 2 * logits.logsumexp(-1)
 
 
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """The entropy ``-sum_v p_v log p_v`` of each position's distribution, in float32."""
+    log_p = logits.float().log_softmax(-1)
+    return -(log_p.exp() * log_p).nan_to_num(nan=0.0).sum(-1)
+
+
 def wpo_weights(aligned_sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """WPO's weight of each sequence (Zhou et al. 2024, Eq. 2, as TRL computes it):
     ``exp(aligned_sums / counts)``, the sums being of ``log p(token) - log sum_v p_v²`` over the

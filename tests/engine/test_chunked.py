@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -98,3 +100,23 @@ def test_log_sum_sq_of_equal_logits_is_minus_log_vocab():
     _, log_sum_sq = chunked_token_logps_with_sq(torch.randn(3, 4), torch.zeros(50, 4), None,
                                                 torch.tensor([0, 7, 49]), 2)
     torch.testing.assert_close(log_sum_sq, torch.full((3,), -torch.log(torch.tensor(50.0)).item()))
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 13, 100])
+@pytest.mark.parametrize("cap", [None, 3.0])
+def test_entropy_from_the_chunks_matches_full_logits(chunk, cap):
+    """GRPO's entropy metric: -sum p log p of each position's softmax, computed from the same
+    chunks as the log-probs, equals torch's Categorical entropy of the whole (capped) logits;
+    the log-probs and their gradients are those of chunked_token_logps."""
+    from preftune.engine.chunked import chunked_token_logps_with_entropy, soft_cap
+
+    hidden, weight, b, labels = _inputs(torch.float32, True)
+    logits = soft_cap(F.linear(hidden, weight, b), cap)
+    want = torch.distributions.Categorical(logits=logits.detach()).entropy()
+    logps, entropy = chunked_token_logps_with_entropy(hidden, weight, b, labels, chunk, cap)
+    torch.testing.assert_close(entropy, want, rtol=0, atol=1e-5)
+    assert not entropy.requires_grad
+    torch.testing.assert_close(logps, chunked_token_logps(hidden, weight, b, labels, chunk, cap))
+    # A uniform distribution over 50 tokens has entropy log 50.
+    _, uniform = chunked_token_logps_with_entropy(hidden, torch.zeros(50, 16), None, labels, 5)
+    torch.testing.assert_close(uniform, torch.full((13,), math.log(50)))
