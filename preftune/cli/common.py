@@ -10,12 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from preftune.errors import PreftuneError
-from preftune.losses.table import ALGORITHMS
 
 out = Console(highlight=False, soft_wrap=True)
-
-ALGO_HELP = ("The objective: " + ", ".join(ALGORITHMS) + " (see `preftune algorithms`), or a "
-             "mixture such as dpo,bco_pair,sft with loss_weights=0.8,0.2,1.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -12,7 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from preftune import settings
-from preftune.cli.common import ALGO_HELP, err, out
+from preftune.cli.common import err, out
+from preftune.cli.options import config_flags
 from preftune.cli.train import gather_values
 from preftune.config import TrainConfig, read_yaml
 
@@ -108,41 +109,27 @@ def worker_cmd(
         worker.run(stop, max_jobs=max_jobs)
 
 
+@config_flags(TrainConfig, skip=("output_dir",))
 def pipeline_cmd(
     overrides: Annotated[list[str] | None, typer.Argument(
         help="More options as key=value (any TrainConfig field or alias).")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="Training data file.")] = None,
-    eval_dataset: Annotated[Path | None, typer.Option(help="Evaluation data file (the "
-                                                           "job's validation file).")] = None,
-    model: Annotated[str | None, typer.Option(help="tiny, an alias or a hub id.")] = None,
-    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c",
                                                 help="A YAML file of options.")] = None,
-    beta: Annotated[float | None, typer.Option(help="Preference strength.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
-    n_examples: Annotated[int | None, typer.Option(help="Train on the first N pairs.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
-    = None,
     service_dir: Annotated[Path | None, typer.Option(
         "--service-dir", help="Where the embedded database, files and job directories go "
         "(default: the service directory's pipeline/).")] = None,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Run one job through the service path (files, validation, queue, worker, tracking) in
     this process, with an embedded database and no HTTP. Exits as `preftune train` would."""
     from preftune.errors import UsageError
     from preftune.service.pipeline import run_pipeline
 
-    values = gather_values(read_yaml(config) if config else {}, {
-        "dataset": str(dataset) if dataset else None, "model": model, "algo": algo,
-        "beta": beta, "learning_rate": learning_rate, "epochs": epochs,
-        "batch_size": batch_size, "n_examples": n_examples, "max_steps": max_steps},
-        overrides)
+    values = gather_values(read_yaml(config) if config else {}, flags, overrides)
     data = values.pop("dataset", None) or values.pop("train_file", None)
     if data is None:
         raise UsageError("no training data", ["pass --dataset PATH"])
-    evaluation = eval_dataset or values.pop("eval_dataset", None)
+    evaluation = values.pop("eval_dataset", None)
     for key in ("output_dir", "log_path"):
         if values.pop(key, None) is not None:
             err.print(f"[yellow]warning:[/] {key} is ignored: the job's run directory is in "

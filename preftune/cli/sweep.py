@@ -8,14 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from preftune.cli.common import ALGO_HELP, out
+from preftune.cli.common import out
+from preftune.cli.options import config_flags
 from preftune.cli.train import ConsoleReporter, gather_values
+from preftune.config import TrainConfig
 
 
 def register(app: typer.Typer) -> None:
     app.command("sweep")(sweep_cmd)
 
 
+@config_flags(TrainConfig, skip=("output_dir",))
 def sweep_cmd(
     overrides: Annotated[list[str] | None, typer.Argument(
         help="Options shared by every run, as key=value.")] = None,
@@ -26,18 +29,7 @@ def sweep_cmd(
     sweep_dir: Annotated[Path | None, typer.Option(help="The sweep directory (default: "
                                                    "experiments/<name>_<date>).")] = None,
     name: Annotated[str | None, typer.Option(help="A name for the sweep.")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Training data.")] = None,
-    eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
-    model: Annotated[str | None, typer.Option(help="The model.")] = None,
-    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
-    preset: Annotated[str | None, typer.Option(help="A preset.")] = None,
-    beta: Annotated[float | None, typer.Option(help="Beta.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
-    eval_split: Annotated[float | None, typer.Option(help="Held-out share of the pairs.")]
-    = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop each run after N steps.")] = None,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Train every combination of a grid, one run after another; rerun to resume."""
     from preftune.engine.loop import train
@@ -57,9 +49,6 @@ def sweep_cmd(
         file_values, axes, file_name = read_sweep_yaml(config)
         name = name or file_name
     axes.update(parse_grid(grid or []))
-    flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
-             "preset": preset, "beta": beta, "learning_rate": learning_rate, "epochs": epochs,
-             "batch_size": batch_size, "eval_split": eval_split, "max_steps": max_steps}
     base = absolute_paths(gather_values(file_values, flags, overrides))
     base.pop("output_dir", None)  # every run has its own, inside the sweep
     axes = absolute_paths(axes)

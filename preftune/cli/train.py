@@ -12,7 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from preftune import settings
-from preftune.cli.common import ALGO_HELP, out, warn_lone_accelerate_process
+from preftune.cli.common import out, warn_lone_accelerate_process
+from preftune.cli.options import config_flags, flag_overrides
 from preftune.config import TrainConfig, parse_overrides, read_yaml
 from preftune.engine.report import Reporter, RunResult
 
@@ -21,39 +22,21 @@ def register(app: typer.Typer) -> None:
     app.command("train", context_settings={"allow_interspersed_args": True})(train_cmd)
 
 
+@config_flags(TrainConfig)
 def train_cmd(
     overrides: Annotated[list[str] | None, typer.Argument(
         help="More options as key=value (any TrainConfig field or alias).")] = None,
-    dataset: Annotated[str | None, typer.Option(help="Training data: a file, a save_to_disk "
-                                                "directory or hf:NAME.")] = None,
-    eval_dataset: Annotated[str | None, typer.Option(help="Evaluation data.")] = None,
-    model: Annotated[str | None, typer.Option(help="tiny, an alias, a local directory or "
-                                              "a hub id.")] = None,
-    algo: Annotated[str | None, typer.Option(help=ALGO_HELP)] = None,
-    preset: Annotated[str | None, typer.Option(help="A preset from `preftune presets`.")]
-    = None,
     config: Annotated[Path | None, typer.Option("--config", "-c",
                                                 help="A YAML file of options.")] = None,
-    beta: Annotated[float | None, typer.Option(help="Preference strength.")] = None,
-    learning_rate: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Pairs per forward pass.")] = None,
-    n_examples: Annotated[int | None, typer.Option(help="Train on the first N pairs.")] = None,
-    eval_split: Annotated[float | None, typer.Option(help="Hold out this share of the "
-                                                     "training pairs for evaluation.")] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimizer steps.")]
-    = None,
-    save_total_limit: Annotated[int | None, typer.Option(help="Keep the newest N "
-                                                         "checkpoints.")] = None,
-    exp_name: Annotated[str | None, typer.Option(help="Name of the run.")] = None,
-    output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory "
                                                 "from its last checkpoint.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Validate data, tokenize, read the model's "
                                           "config and estimate memory; do not train.")]
     = False,
+    flags: dict[str, Any] | None = None,
 ) -> None:
-    """Train a model on preference data (DPO, IPO, cDPO, robust, hinge, SimPO, ORPO, SFT)."""
+    """Train a model on preference data (DPO and TRL's DPO loss family, SimPO, ORPO, KTO,
+    SFT: preftune algorithms); every option is a flag, a key=value or a line of --config."""
     from preftune.engine.loop import train
     from preftune.runs.artifacts import RunArtifacts
 
@@ -66,12 +49,6 @@ def train_cmd(
     if resume is not None:
         train(None, resume=resume, reporter=ConsoleReporter(), hooks=RunArtifacts())
         return
-    flags = {"dataset": dataset, "eval_dataset": eval_dataset, "model": model, "algo": algo,
-             "preset": preset, "beta": beta, "learning_rate": learning_rate,
-             "epochs": epochs, "batch_size": batch_size, "n_examples": n_examples,
-             "eval_split": eval_split, "max_steps": max_steps,
-             "save_total_limit": save_total_limit,
-             "exp_name": exp_name, "output_dir": output_dir}
     cfg = TrainConfig.build(gather_values(read_yaml(config) if config else {}, flags,
                                           overrides))
     if dry_run:
@@ -82,11 +59,12 @@ def train_cmd(
     train(cfg, reporter=ConsoleReporter(), hooks=RunArtifacts())
 
 
-def gather_values(file_values: dict[str, Any], flags: dict[str, Any],
+def gather_values(file_values: dict[str, Any], flags: dict[str, Any] | None,
                   overrides: list[str] | None) -> dict[str, Any]:
-    """Options in order of precedence: the config file, then flags given, then key=value."""
+    """Options in order of precedence: the config file, then flags given, then key=value;
+    flags and key=value through the same parser."""
     values = dict(file_values)
-    values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(parse_overrides(flag_overrides(flags or {})))
     values.update(parse_overrides(overrides or []))
     return values
 

@@ -72,7 +72,7 @@ def test_unknown_model_exits_4(cli, sample_pairs, tmp_path):
 def test_invalid_config_exits_2(cli, sample_pairs):
     result = cli("train", "--dataset", sample_pairs, "--learning-rate", -1)
     assert result.code == 2
-    assert "learning_rate=-1.0" in result.err
+    assert "learning_rate='-1.0'" in result.err  # as learning_rate=-1 would say
     result = cli("train", "--dataset", sample_pairs, "--algo", "ppo")
     assert result.code == 2 and "algo='ppo'" in result.err
 

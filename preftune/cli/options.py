@@ -1,0 +1,78 @@
+"""Command-line flags generated from a config's fields, so that every command that builds a
+config (``train``, ``sweep``, ``pipeline``, ``rl train``) offers every option under its own
+name, with the field's own help, and reads it through the same machinery as YAML and
+``key=value``.
+
+A command declares only its own parameters plus ``flags: dict[str, Any]``; ``@config_flags``
+adds ``--<field>`` for every field of the model (``--learning-rate`` for learning_rate) and
+hands the command the flags that were given, as text the config's override parser reads
+(``flag_overrides``)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+
+
+def _flag_type(annotation: Any) -> type:
+    """bool, int and float flags keep their type (click checks them); everything else (text,
+    choices, lists, unions) is taken as text for the config to parse."""
+    args = set(typing.get_args(annotation)) if isinstance(
+        annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union \
+        else {annotation}
+    args.discard(type(None))
+    if len(args) == 1:
+        (only,) = args
+        if only in (bool, int, float):
+            return only
+    return str
+
+
+def config_flags(model: type[BaseModel], skip: Iterable[str] = ()) -> Callable[
+        [Callable[..., Any]], Callable[..., Any]]:
+    """Give the decorated command a ``--<field>`` flag for every field of ``model`` but
+    ``skip``; the command receives the given ones as ``flags`` (name -> value)."""
+    names = [n for n in model.model_fields if n not in set(skip)]
+
+    def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(command, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "flags"]
+        taken = {p.name for p in own}
+        fields = [n for n in names if n not in taken]
+        extra = []
+        for name in fields:
+            info = model.model_fields[name]
+            kind = _flag_type(info.annotation)
+            default = info.get_default(call_default_factory=True)
+            help_text = f"{info.description or ''} (default: {default!r})".strip()
+            extra.append(inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                annotation=Annotated[kind | None, typer.Option(help=help_text,
+                                                               show_default=False)]))
+
+        @functools.wraps(command)
+        def run(**kwargs: Any) -> Any:
+            given = {n: kwargs.pop(n) for n in fields}
+            return command(**kwargs, flags={k: v for k, v in given.items() if v is not None})
+
+        parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.POSITIONAL_ONLY)
+            else p for p in own] + extra
+        run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return wrap
+
+
+def flag_overrides(flags: dict[str, Any]) -> list[str]:
+    """The given flags as ``key=value`` items, for the config's override parser."""
+    return [f"{name}={str(value).lower() if isinstance(value, bool) else value}"
+            for name, value in flags.items()]
