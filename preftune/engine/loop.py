@@ -13,6 +13,7 @@ steps already taken and sees exactly the batches an uninterrupted run would.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import resource
 import time
@@ -46,8 +47,9 @@ from preftune.engine.phases import PhaseClock
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
 from preftune.engine.run import open_run, run_record
+from preftune.engine.steps import training_steps
 from preftune.engine.stop import StopRequest, stop_on_sigterm
-from preftune.errors import OutOfMemoryError, StoppedError, TrainingError
+from preftune.errors import TrainingError
 from preftune.fsutil import atomic_dir
 from preftune.losses.table import mixture_loss, needs_reference
 from preftune.models.load import load_tokenizer, resolve_model
@@ -157,8 +159,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         save_checkpoint_all(accelerator, run, scorer.model, policy, optimizer, scheduler,
                             resume_at, progress, cfg.save_total_limit)
 
-    try:
-        stop.armed = True
+    with training_steps(stop, hooks if main else None, lambda: position.step, OOM_ADVICE):
         for epoch, epoch_step, micro_batches in plan.steps(cfg.seed, position):
             step_started = time.perf_counter()
             sums = train_step(accelerator, scorer, train_rows, micro_batches, train_ref, clock)
@@ -208,18 +209,9 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
                     save_at(resume_at, progress)
             if done:
                 break
-            if stop.agreed(accelerator):
-                if not saved:
-                    save_at(resume_at, progress)
-                raise StoppedError(f"stopped by SIGTERM after step {position.step}; checkpoint "
-                                   f"step-{position.step} saved",
-                                   [f"continue with: preftune train --resume {run.path}"])
-    except torch.OutOfMemoryError as e:
-        raise OutOfMemoryError(f"out of memory at step {position.step + 1}", OOM_ADVICE) from e
-    finally:
-        stop.armed = False
-        if main:
-            hooks.close()
+            stop.stop_after(accelerator, position.step, saved,
+                            functools.partial(save_at, resume_at, progress),
+                            f"preftune train --resume {run.path}")
 
     diagnosis = None
     with clock.phase("final"):

@@ -11,7 +11,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -39,6 +39,18 @@ class StopRequest:
             return self.requested
         flag = torch.tensor([1.0 if self.requested else 0.0], device=accelerator.device)
         return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+    def stop_after(self, accelerator: Any, step: int, saved: bool, save: Callable[[], None],
+                   resume_command: str) -> None:
+        """Once any process was asked to stop, on every process: checkpoint the step just
+        taken where it was not ``saved`` already, then raise ``StoppedError`` whose hint is
+        ``resume_command``."""
+        if not self.agreed(accelerator):
+            return
+        if not saved:
+            save()
+        raise StoppedError(f"stopped by SIGTERM after step {step}; checkpoint step-{step} "
+                           "saved", [f"continue with: {resume_command}"])
 
 
 @contextmanager
