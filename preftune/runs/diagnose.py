@@ -1061,18 +1061,28 @@ def diagnose(rows: Sequence[Mapping[str, float]],
     s, knobs = Series.of(rows), Knobs(config)
     detectors = DETECTORS if s.n >= MIN_ROWS else INSTANT
     found = [f for f in (detect(s, knobs) for detect in detectors) if f is not None]
-    findings = sorted(found, key=lambda f: -SEVERITIES.index(f.severity))  # stable
-    alarms = [f for f in findings if f.severity != "info"]
-    if alarms:
-        top = alarms[0]
-        others = ", ".join(dict.fromkeys(f.condition for f in findings[1:]))
-        summary = f"{top.condition}: {top.evidence}" + (f" (also: {others})" if others else "")
-        return Diagnosis(top.condition, summary, findings)
+    findings, alarm = ranked(found)
+    if alarm is not None:
+        return alarm
     if s.n < MIN_ROWS:
         span = f"{s.steps[-1]:.0f} steps" if s.n else f"{len(s.rows)} logged rows"
         return Diagnosis("healthy", f"too short to judge a trend ({span}; it takes about "
                          f"{MIN_ROWS * BLOCK_STEPS} logged steps)", findings)
     return Diagnosis("healthy", _healthy_summary(s, findings), findings)
+
+
+def ranked(found: list[Finding]) -> tuple[list[Finding], Diagnosis | None]:
+    """The findings, most severe first (ties keep the detectors' order), and the diagnosis
+    they make when any is more than information: its condition is the verdict (None: no
+    alarm, the run is healthy)."""
+    findings = sorted(found, key=lambda f: -SEVERITIES.index(f.severity))  # stable
+    alarms = [f for f in findings if f.severity != "info"]
+    if not alarms:
+        return findings, None
+    top = alarms[0]
+    others = ", ".join(dict.fromkeys(f.condition for f in findings[1:]))
+    summary = f"{top.condition}: {top.evidence}" + (f" (also: {others})" if others else "")
+    return findings, Diagnosis(top.condition, summary, findings)
 
 
 def _healthy_summary(s: Series, notes: list[Finding]) -> str:
@@ -1097,13 +1107,13 @@ def diagnose_run(run_dir: Path, write: bool = True) -> Diagnosis:
         raise UsageError(f"cannot diagnose {run.path}: {what}",
                          ["pass a run directory written by `preftune train` (it holds "
                           "config.json and metrics.jsonl)"])
-    diagnosis = diagnose(run.metrics(), _run_config(run))
+    diagnosis = diagnose(run.metrics(), run_config(run))
     if write:
         write_json(run.path / DIAGNOSIS, diagnosis.to_dict())
     return diagnosis
 
 
-def _run_config(run: RunDir) -> dict[str, Any] | None:
+def run_config(run: RunDir) -> dict[str, Any] | None:
     """The resolved TrainConfig from config.json; None when the run has none."""
     if not run.config_path.is_file():
         return None
