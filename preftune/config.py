@@ -11,11 +11,12 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -92,6 +93,20 @@ ALIASES: dict[str, str] = {
     "precompute_ref_log_probs": "precompute_ref_logprobs",
     "padding_free": "pack_pairs",
 }
+
+
+def _tracker_names(value: Any) -> Any:
+    """Accept "none", "wandb,mlflow" and lists holding "none"."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if isinstance(value, list):
+        return [v for v in value if v not in ("none", "", None)]
+    return value
+
+
+# ``report_to`` of a training run or a GRPO run: the trackers that get its metrics.
+TrackerNames = Annotated[list[Literal["wandb", "tensorboard", "mlflow"]],
+                         BeforeValidator(_tracker_names)]
 
 
 class TrainConfig(BaseModel):
@@ -231,22 +246,12 @@ class TrainConfig(BaseModel):
                                    "(and at each epoch end).")
     save_total_limit: int | None = Field(None, ge=1, description="Keep at most N "
                                          "checkpoints.")
-    report_to: list[Literal["wandb", "tensorboard", "mlflow"]] = Field(
+    report_to: TrackerNames = Field(
         default_factory=list, description="Trackers that get the metrics too: wandb, "
         "tensorboard, mlflow (none: only metrics.jsonl).")
     wandb_project: str | None = Field(None, description="Weights & Biases project.")
     wandb_name: str | None = Field(None, description="Weights & Biases run name (default: "
                                    "the run directory's name).")
-
-    @field_validator("report_to", mode="before")
-    @classmethod
-    def _trackers(cls, value: Any) -> Any:
-        """Accept "none", "wandb,mlflow" and lists holding "none"."""
-        if isinstance(value, str):
-            value = [part.strip() for part in value.split(",")]
-        if isinstance(value, list):
-            return [v for v in value if v not in ("none", "", None)]
-        return value
 
     @field_validator("loss_weights", mode="before")
     @classmethod
