@@ -75,7 +75,8 @@ class GRPOOutput:
 def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor, mask: Tensor,
               *, clip_eps: float = 0.2, clip_eps_high: float | None = None,
               ref_logps: Tensor | None = None, kl_coef: float = 0.0, loss_type: str = "grpo",
-              max_tokens: int | None = None) -> GRPOOutput:
+              max_tokens: int | None = None, batch_sequences: int | None = None,
+              batch_tokens: int | None = None) -> GRPOOutput:
     """GRPO's clipped surrogate with an optional k3 KL penalty (Shao et al. 2024, Eq. 3).
 
     Inputs: ``policy_logps`` (B, T) per-token log-probs of the completions under the policy
@@ -99,6 +100,11 @@ def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor
     - ``dr_grpo``: the sum over all tokens / (B * max_tokens), a constant (Liu et al. 2025),
       max_tokens being the generation budget (default T). Other loss types ignore max_tokens.
 
+    A share of a batch (a micro-batch, one process's part): ``batch_sequences`` and
+    ``batch_tokens`` give the whole batch's B and completion-token count, and the loss is the
+    share's part of the whole batch's loss: the divisions above use the batch's counts, so the
+    parts of a batch add up to its loss exactly. Left out, they are this share's own counts.
+
     Deviation from Eq. 3: old-policy log-probs from an inference engine make ``r`` absorb the
     engine-trainer numerical mismatch as well as the policy's drift; that is the caller's
     choice. Padding (mask 0) is removed with ``torch.where`` before any arithmetic, so inf/NaN
@@ -115,6 +121,9 @@ def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor
     eps_high = clip_eps if clip_eps_high is None else clip_eps_high
     _check_config(clip_eps, eps_high, kl_coef, loss_type, max_tokens)
     _check_shapes(policy_logps, old_logps, advantages, mask, ref_logps)
+    if batch_sequences is not None and batch_sequences < policy_logps.size(0):
+        raise ValueError(f"batch_sequences ({batch_sequences}) counts the whole batch, so it "
+                         f"cannot be less than the {policy_logps.size(0)} sequences given")
     if kl_coef > 0 and ref_logps is None:
         raise ValueError(f"kl_coef={kl_coef} needs ref_logps, the reference model's per-token "
                          "log-probs; compute them, or set kl_coef=0")
@@ -136,13 +145,15 @@ def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor
     token_losses = torch.where(is_token, token_losses, 0.0)
 
     tokens_B = is_token.sum(dim=1)  # (B,)
+    sequences = policy_logps.size(0) if batch_sequences is None else batch_sequences
     if loss_type == "grpo":
-        loss = (token_losses.sum(dim=1) / tokens_B.clamp(min=1)).mean()
+        loss = (token_losses.sum(dim=1) / tokens_B.clamp(min=1)).sum() / sequences
     elif loss_type == "dapo":
-        loss = token_losses.sum() / tokens_B.sum().clamp(min=1)
+        tokens = tokens_B.sum().clamp(min=1) if batch_tokens is None else max(batch_tokens, 1)
+        loss = token_losses.sum() / tokens
     else:  # dr_grpo
         width = policy_logps.size(1) if max_tokens is None else max_tokens
-        loss = token_losses.sum() / (policy_logps.size(0) * width)
+        loss = token_losses.sum() / (sequences * width)
 
     with torch.no_grad():
         n_tokens = max(int(tokens_B.sum()), 1)

@@ -119,6 +119,47 @@ def test_gradient_at_ratio_one_is_the_normalised_policy_gradient():
         assert_close(policy.grad, t(grad), msg=loss_type)
 
 
+def test_shares_of_a_batch_add_up_to_its_loss():
+    """Each row alone, told the batch has B = 2 sequences and 4 completion tokens:
+    grpo:    row 0 -1 / 2 = -0.5,            row 1 0.5 / 2 = 0.25;         sum -0.25.
+    dapo:    row 0 -3 / 4 = -0.75,           row 1 0.5 / 4 = 0.125;        sum -0.625.
+    dr_grpo: row 0 -3 / (2 * 3) = -0.5,      row 1 0.5 / 6 = 0.083333;     sum -2.5 / 6.
+    The sums are the whole batch's losses (test_loss_at_ratio_one_for_each_loss_type).
+    """
+    expected = {"grpo": (-0.5, 0.25), "dapo": (-0.75, 0.125), "dr_grpo": (-0.5, 0.5 / 6)}
+    for loss_type, parts in expected.items():
+        got = [grpo_loss(POLICY[[row]], None, ADVANTAGES[[row]], MASK[[row]],
+                         loss_type=loss_type, max_tokens=3, batch_sequences=2,
+                         batch_tokens=4).loss.item() for row in (0, 1)]
+        assert got == pytest.approx(parts, abs=1e-12), loss_type
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_shares_give_the_whole_batchs_loss_and_gradient(loss_type):
+    """Four uneven rows with old and reference log-probs (clip and KL both act), cut into the
+    shares two processes take (rows 0, 2 and 1, 3): the shares' losses and gradients sum to
+    the whole batch's."""
+    g = torch.Generator().manual_seed(0)
+    mask = t([[1, 1, 1, 0], [1, 0, 0, 0], [1, 1, 1, 1], [0, 1, 1, 0]])
+    policy = (-torch.rand(4, 4, generator=g, dtype=F64) * 3).requires_grad_(True)
+    old = policy.detach() + 0.4 * torch.randn(4, 4, generator=g, dtype=F64)
+    ref = policy.detach() + 0.2 * torch.randn(4, 4, generator=g, dtype=F64)
+    advantages = torch.tensor([1.0, -0.5, 0.3, -0.8], dtype=F64)
+    kwargs = {"ref_logps": ref, "kl_coef": 0.1, "loss_type": loss_type, "max_tokens": 4}
+    whole = grpo_loss(policy, old, advantages, mask, **kwargs)
+    want = torch.autograd.grad(whole.loss, policy)[0]
+    total, grad = 0.0, torch.zeros_like(policy)
+    for rows in ([0, 2], [1, 3]):
+        share = grpo_loss(policy[rows], old[rows], advantages[rows], mask[rows],
+                          **{**kwargs, "ref_logps": ref[rows]}, batch_sequences=4,
+                          batch_tokens=int(mask.sum()))
+        total += share.loss.item()
+        grad += torch.autograd.grad(share.loss, policy)[0]
+    assert whole.metrics["clip_frac"] > 0 and whole.metrics["kl"] > 0
+    assert total == pytest.approx(whole.loss.item(), abs=1e-12)
+    assert_close(grad, want)
+
+
 def test_old_logps_equal_to_policy_give_the_same_loss_and_gradient_as_none():
     policy = POLICY.clone().requires_grad_(True)
     with_old = grpo_loss(policy, POLICY.clone(), ADVANTAGES, MASK)
@@ -308,3 +349,5 @@ def test_bad_clip_and_shapes_are_errors():
         grpo_loss(POLICY, None, ADVANTAGES[:1], MASK)
     with pytest.raises(ValueError, match="mask must have policy_logps' shape"):
         grpo_loss(POLICY, None, ADVANTAGES, MASK[:, :2])
+    with pytest.raises(ValueError, match=r"batch_sequences \(1\) counts the whole batch"):
+        grpo_loss(POLICY, None, ADVANTAGES, MASK, batch_sequences=1)
