@@ -70,10 +70,22 @@ def train_cmd(
                                                                   "step.")] = 1,
     seq_len: Annotated[int, typer.Option(help="Longest sequence, in tokens.")] = 512,
     learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
+    warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 0,
+    lr_scheduler: Annotated[str, typer.Option(help="constant, linear or cosine decay after "
+                                                   "warm-up.")] = "constant",
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
     device: Annotated[str, typer.Option(help="auto (the GPU when there is one), cpu or "
                                              "cuda.")] = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 under a LoRA on a GPU), fp32 or "
                                             "bf16.")] = "auto",
+    attn_implementation: Annotated[str, typer.Option(help="auto (SDPA), sdpa, eager or "
+                                                          "flex_attention.")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option(
+        help="Trade compute for memory.")] = False,
+    chunked_logps: Annotated[bool, typer.Option(
+        help="Log-probs a chunk of tokens at a time, no full-vocabulary logits.")] = True,
+    logps_chunk_tokens: Annotated[int | None, typer.Option(
+        help="Tokens per chunk (default: by vocabulary).")] = None,
     lora: Annotated[bool, typer.Option(help="Train a LoRA adapter.")] = True,
     lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
@@ -97,13 +109,24 @@ def train_cmd(
         help="The name vLLM serves the adapter under (the environments' model_name).")]
     = "policy",
     save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 10,
+    save_total_limit: Annotated[int | None, typer.Option(help="Keep the newest N "
+                                                              "checkpoints.")] = None,
+    report_to: Annotated[str | None, typer.Option(help="Trackers: wandb, tensorboard, mlflow "
+                                                       "(comma-separated).")] = None,
+    wandb_project: Annotated[str | None, typer.Option(help="Weights & Biases project.")]
+    = None,
+    wandb_name: Annotated[str | None, typer.Option(help="Weights & Biases run name.")] = None,
     output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     resume: Annotated[Path | None, typer.Option(help="Continue this run directory.")] = None,
 ) -> None:
-    """Train with GRPO on the batches the trajectory API forms from environments' groups."""
+    """Train with GRPO on the batches the trajectory API forms from environments' groups
+    (on several GPUs: accelerate launch --num_processes N -m preftune rl train ...)."""
     given = dict(locals())
+    from preftune.cli.common import warn_lone_accelerate_process
     from preftune.rl.train import GRPOConfig, build_config, train_grpo
+
+    warn_lone_accelerate_process()
 
     if resume is not None:
         run = train_grpo(None, resume=resume, on_step=_print_step)
@@ -246,8 +269,8 @@ def launch_cmd(
         out.print(f"[yellow]warning:[/] the environment tokenizes with {env.tokenizer_name}, "
                   f"the trainer trains {cfg.model_name}")
     me = [sys.executable, "-m", "preftune"]
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in trainer.items()
-             if not isinstance(v, bool)]
+    flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}"
+             for k, v in trainer.items() if not isinstance(v, bool)]  # report_to: a, b
     flags += [f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in trainer.items()
               if isinstance(v, bool)]
     env_flags = ["--rollout-server-url", api_url, "--base-url", base_url]

@@ -76,20 +76,22 @@ INITIAL_WEIGHTS = "initial"
 
 
 def publish_weights(model: Any, weights_dir: str | os.PathLike[str], step: int,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, state_dict: dict[str, Any] | None = None) -> Path:
     """Save ``model`` as ``weights_dir/step-N`` and point ``latest`` at it; keep ``keep`` steps.
 
-    A PEFT model saves only its adapter. The directory is written under a temporary name,
-    synced and renamed (``fsutil.atomic_dir``) before ``latest`` is replaced atomically, so a
-    server never sees a half-written step. Older steps beyond the newest ``keep`` are deleted;
-    keeping more than one gives a server still loading the previous step time to finish.
+    A PEFT model saves only its adapter; ``state_dict`` gives the weights where ``model``
+    does not hold them whole (FSDP shards, gathered by the trainer). The directory is written
+    under a temporary name, synced and renamed (``fsutil.atomic_dir``) before ``latest`` is
+    replaced atomically, so a server never sees a half-written step. Older steps beyond the
+    newest ``keep`` are deleted; keeping more than one gives a server still loading the
+    previous step time to finish.
     """
     if keep < 1:
         raise UsageError(f"publish_weights keeps at least 1 step; got keep={keep}")
     root = Path(weights_dir)
     name = f"step-{step}"
     with atomic_dir(root / name) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
     write_text(root / "latest", name + "\n")
     published = sorted((int(p.name.removeprefix("step-")), p) for p in root.glob("step-*")
                        if p.is_dir() and p.name.removeprefix("step-").isdigit())

@@ -1,45 +1,85 @@
-"""``preftune rl train``: the GRPO trainer that pulls scored groups from the trajectory API.
+"""``preftune rl train``: GRPO on the batches the trajectory API forms, built from the offline
+engine's pieces.
 
-register with the API → for each step: pull a batch (whole groups) → advantages (the
-environment's, or group-normalised scores) → per-token log-probs of the completions → GRPO
-loss (``rl/grpo.py``), with the inference log-probs as the old policy when sent → optimizer
-step → log, checkpoint, publish weights for the inference server (and, with ``vllm_url``,
-load the adapter into vLLM: ``rl/vllm.py``).
+setup (run directory, processes, policy, optimizer and schedule, resume) → register with the
+API → for each step: the main process pulls a batch (whole groups) and every process gets it
+(``rl/batches.py``) → each process scores its share of the sequences: per-token log-probs of
+the completion tokens from hidden states, a chunk of the vocabulary head at a time
+(``rl/logps.py``) → GRPO loss (``rl/grpo.py``), the inference log-probs as the old policy when
+sent → backward (gradients averaged over processes) → clip, optimizer step → log, checkpoint,
+publish weights for the inference server (with ``vllm_url``, load the adapter into vLLM:
+``rl/vllm.py``) → final model, charts, diagnosis (``runs/diagnose_rl.py``).
 
-The run directory is an ordinary one (``runs/rundir.py``): ``config.json``,
-``metrics.jsonl`` (mean reward, reward std, KL, clip fraction, tokens/s, ...),
-``checkpoints.jsonl`` and ``checkpoints/``, ``final/``; ``--resume`` continues from the last
-checkpoint and tells the API the step it starts at.
+From the engine: the run directory and config.json with library versions (``engine/run``),
+the policy, LoRA or full, its dtype and attention kernel (``engine/build``), the chunked head
+(``engine/forward.head_logps``), fused AdamW (``engine/optim``), the schedule, checkpoints
+recorded once durable (``engine/checkpoint``), SIGTERM checkpoint-and-stop (``engine/stop``),
+each process's share of a step and FSDP's gathered state (``engine/distributed``), the final
+save (``engine/loop.save_final``).
+
+Several processes (``accelerate launch``, DDP or FSDP) train as one would on the same batches:
+each takes every P-th sequence, ``grpo_loss`` divides its share by the whole batch's counts so
+the shares add up to the batch's loss, and each share is scaled by P because DDP averages
+gradients over processes. A resumed run registers at its next step, so an API that serves
+batches by step gives it exactly the batches an uninterrupted run would have had.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import functools
 import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from accelerate import Accelerator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from preftune.engine.checkpoint import Position, load_state, restore_rng, save_checkpoint
-from preftune.engine.logprobs import token_log_probs
+from preftune.config import TrackerNames
+from preftune.engine.build import ModelSpec, build_policy
+from preftune.engine.checkpoint import Position, load_state, restore_rng
+from preftune.engine.distributed import (
+    gathered_policy_state,
+    load_optimizer_state,
+    on_main,
+    process_share,
+    save_checkpoint_all,
+    summed_over_processes,
+)
+from preftune.engine.hooks import HookedConfig, RunHooks
+from preftune.engine.loop import make_scheduler, peak_memory_mb, save_final
 from preftune.engine.optim import adamw
+from preftune.engine.run import config_record, new_run, resume_run
+from preftune.engine.steps import training_steps
+from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import ConfigError, TrainingError, UsageError
-from preftune.fsutil import atomic_dir
-from preftune.models.load import add_lora, load_model, load_tokenizer
-from preftune.rl.grpo import group_advantages, grpo_loss
+from preftune.models.load import load_tokenizer
+from preftune.rl.batches import Sequences, TrajectoryClient, flatten
+from preftune.rl.grpo import grpo_loss
 from preftune.rl.inference import publish_weights
+from preftune.rl.logps import PROMPT, CompletionLogps, reference_logps
 from preftune.rl.vllm import PublishError, VLLMAdapters
 from preftune.rundir import RunDir
+from preftune.runs.artifacts import RunArtifacts, draw_plots
+from preftune.runs.diagnose_rl import diagnose_grpo_run
 
-PROMPT = -100  # the mask value of prompt tokens, as Atropos environments send it
+COMMAND = "preftune rl train"
+# Per-token means of grpo_loss's metrics: summed weighted by tokens over micro-batches and
+# processes, then divided by the batch's completion tokens.
+TOKEN_MEANS = ("clip_frac", "clip_frac_low", "clip_frac_high", "ratio_mean", "kl")
+OOM_ADVICE = ["lower batch_size, or raise gradient_accumulation_steps to score fewer sequences "
+              "at once", "lower seq_len, train a LoRA, or turn on gradient_checkpointing"]
 
 
 class GRPOConfig(BaseModel):
@@ -50,15 +90,28 @@ class GRPOConfig(BaseModel):
     model_name: str = Field("tiny", description="The policy: tiny, an alias, a hub id or a "
                             "local directory.")
     training_steps: int = Field(20, ge=1, description="Optimizer steps to take.")
-    batch_size: int = Field(8, ge=1, description="Sequences per step (the API's batch).")
-    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per step.")
+    batch_size: int = Field(8, ge=1, description="Sequences per step (the API's batch), over "
+                            "all processes together.")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="Micro-batches per step, "
+                                             "over all processes together.")
     seq_len: int = Field(512, ge=8, description="Longest sequence; longer ones are cut.")
     learning_rate: float = Field(1e-5, gt=0, lt=1)
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up.")
+    lr_scheduler: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="Learning-rate decay after warm-up.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     max_grad_norm: float = Field(1.0, gt=0)
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: the GPU when "
                                                      "there is one.")
     dtype: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 weights "
                                                    "under a LoRA on a GPU with bf16, else fp32.")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flex_attention"] = Field(
+        "auto", description="Attention kernel: auto is SDPA, or the next one a model has.")
+    gradient_checkpointing: bool = Field(False, description="Trade compute for memory.")
+    chunked_logps: bool = Field(True, description="Log-probs from hidden states at completion "
+                                "positions, a chunk at a time: no full-vocabulary logits.")
+    logps_chunk_tokens: int | None = Field(None, ge=1, description="Tokens per chunk of "
+                                           "chunked_logps (default: by vocabulary).")
     lora: bool = True
     lora_rank: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -79,10 +132,17 @@ class GRPOConfig(BaseModel):
     vllm_lora_name: str = Field("policy", min_length=1, description="The name vLLM serves "
                                 "the adapter under: the environments' model_name.")
     save_steps: int = Field(10, ge=1, description="Checkpoint every N steps (and at the end).")
+    save_total_limit: int | None = Field(None, ge=1, description="Keep at most N "
+                                         "checkpoints.")
     output_dir: str | None = None
     seed: int = 42
     batch_timeout_s: float = Field(600.0, gt=0, description="Give up when no batch comes for "
                                    "this long.")
+    report_to: TrackerNames = Field(default_factory=list, description="Trackers that get "
+                                    "each step's metrics too (wandb, tensorboard, mlflow).")
+    wandb_project: str | None = Field(None, description="Weights & Biases project (default: "
+                                      "preftune).")
+    wandb_name: str | None = Field(None, description="default: the run directory's name")
 
     @model_validator(mode="after")
     def _vllm_takes_adapters(self) -> GRPOConfig:
@@ -107,272 +167,274 @@ def build_config(values: dict[str, Any]) -> GRPOConfig:
                           ["see: preftune rl train --help"]) from e
 
 
-@dataclass
-class Sequences:
-    """A batch flattened to sequences: input ids, per-token targets and what goes with them."""
-
-    input_ids: torch.Tensor  # (B, T) right-padded, the last token dropped
-    labels: torch.Tensor  # (B, T) next token, PROMPT where not a completion token
-    advantages: torch.Tensor  # (B,)
-    old_logps: torch.Tensor | None  # (B, T) inference log-probs aligned with labels
-    scores: list[float]
-
-    def to(self, device: torch.device) -> Sequences:
-        old = self.old_logps.to(device) if self.old_logps is not None else None
-        return Sequences(self.input_ids.to(device), self.labels.to(device),
-                         self.advantages.to(device), old, self.scores)
-
-
-def flatten(batch: list[dict[str, Any]], seq_len: int, scale: bool) -> Sequences:
-    """Whole groups → sequences; advantages per group where the environment sent none."""
-    ids: list[list[int]] = []
-    labels: list[list[int]] = []
-    advantages: list[float] = []
-    inference: list[list[float]] | None = []
-    scores: list[float] = []
-    for group in batch:
-        sent = group.get("advantages")
-        computed = group_advantages(group["scores"], scale=scale).tolist()
-        for i, tokens in enumerate(group["tokens"]):
-            tokens, mask = tokens[:seq_len + 1], group["masks"][i][:seq_len + 1]
-            ids.append(tokens[:-1])
-            labels.append([t if m != PROMPT else PROMPT for t, m in zip(tokens[1:], mask[1:],
-                                                                         strict=True)])
-            # An advantage per token may be sent; GRPO's is one per sequence: their mean.
-            advantages.append(float(sum(sent[i]) / len(sent[i])) if sent and sent[i]
-                              else computed[i])
-            scores.append(float(group["scores"][i]))
-            logps = (group.get("inference_logprobs") or [None] * len(group["tokens"]))[i]
-            if logps is None or inference is None:
-                inference = None
-            else:
-                inference.append(list(logps[1:seq_len + 1]))
-    width = max(len(x) for x in ids)
-
-    def pad(rows: list[list[Any]], value: Any, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=dtype)
-
-    return Sequences(pad(ids, 0, torch.long), pad(labels, PROMPT, torch.long),
-                     torch.tensor(advantages, dtype=torch.float32),
-                     pad(inference, 0.0, torch.float32) if inference else None, scores)
-
-
-class TrajectoryClient:
-    """The trainer's side of the trajectory API: register, then pull batches."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self.http = httpx.Client(base_url=self.url, timeout=30)
-
-    def register(self, cfg: GRPOConfig, run: RunDir, starting_step: int) -> None:
-        body = {"wandb_group": "", "wandb_project": "", "batch_size": cfg.batch_size,
-                "max_token_len": cfg.seq_len, "checkpoint_dir": str(run.path / "published"),
-                "save_checkpoint_interval": cfg.publish_every, "starting_step": starting_step,
-                "num_steps": cfg.training_steps}
-        self._call("POST", "/register", json=body)
-
-    def batch(self, timeout_s: float, poll_s: float = 0.2) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            found = self._call("GET", "/batch").get("batch")
-            if found:
-                return list(found)
-            if time.monotonic() > deadline:
-                raise TrainingError(f"no batch from the trajectory API at {self.url} for "
-                                    f"{timeout_s:.0f} s", [
-                                        "check that an environment is running and sending "
-                                        "groups (preftune rl env serve)"])
-            time.sleep(poll_s)
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            response = self.http.request(method, path, **kwargs)
-            response.raise_for_status()
-        except httpx.TransportError as e:
-            raise UsageError(f"cannot reach the trajectory API at {self.url}: {e}",
-                             ["start it with: preftune rl api"]) from e
-        except httpx.HTTPStatusError as e:
-            raise TrainingError(f"the trajectory API refused {method} {path}: "
-                                f"{e.response.text[:300]}") from e
-        body = response.json()
-        return body if isinstance(body, dict) else {}
-
-
 def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,
-               on_step: Callable[[dict[str, float]], None] | None = None) -> RunDir:
-    """Run GRPO as ``cfg`` says (or continue the run in ``resume``); its run directory."""
-    run, cfg, checkpoint = _open(cfg, resume)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model_name)
-    device, dtype = _placement(cfg)
-    policy = load_model(cfg.model_name, dtype)
-    if checkpoint is not None and cfg.lora:
-        from peft import PeftModel
+               on_step: Callable[[dict[str, float]], None] | None = None,
+               hooks: RunHooks | None = None) -> RunDir:
+    """Run GRPO as ``cfg`` says (or continue the run in ``resume``); its run directory.
+    ``on_step`` gets each logged row (main process). ``hooks`` are called as the offline
+    engine calls them (default ``GRPOArtifacts``: trackers, charts, diagnosis.json). SIGTERM
+    checkpoints after the current step and stops (``StoppedError``)."""
+    with stop_on_sigterm() as stop:
+        return _train_grpo(cfg, resume, on_step, hooks or GRPOArtifacts(), stop)
 
-        policy = PeftModel.from_pretrained(policy, run.path / checkpoint["model_path"],
-                                           is_trainable=True)
-    elif checkpoint is not None:
-        policy = load_model(str(run.path / checkpoint["model_path"]), dtype)
-    elif cfg.lora:
-        policy = add_lora(policy, cfg.lora_rank, cfg.lora_alpha, 0.0, "all-linear")
-    policy = policy.to(device)
-    reference = None
-    if cfg.kl_coef > 0 and not cfg.lora:
-        reference = load_model(cfg.model_name, dtype).to(device).eval().requires_grad_(False)
+
+class GRPOArtifacts(RunArtifacts):
+    """A preference run's trackers and charts; diagnosis.json by the GRPO rules
+    (``runs/diagnose_rl``). No live monitor: its rules read a preference loss's curve."""
+
+    def start(self, cfg: HookedConfig, run_dir: Path) -> None:
+        super().start(cfg, run_dir)
+        self.monitor = None
+
+    def finish(self, run_dir: Path) -> dict[str, Any]:
+        draw_plots(run_dir)
+        return diagnose_grpo_run(run_dir).to_dict()  # also written to diagnosis.json
+
+
+def _train_grpo(given: GRPOConfig | None, resume: Path | None,
+                on_step: Callable[[dict[str, float]], None] | None, hooks: RunHooks,
+                stop: StopRequest) -> RunDir:
+    cfg, resumed, checkpoint = _config(given, resume)
+    hooks.check(cfg)  # a missing tracker package fails before any work
+    torch.manual_seed(cfg.seed)
+    device_type, dtype = _placement(cfg)
+    accelerator = Accelerator(mixed_precision="no", cpu=device_type == "cpu")
+    main = accelerator.is_main_process
+    run = resumed or new_run(on_main(accelerator, lambda: _run_path(cfg)), COMMAND)
+    tokenizer = load_tokenizer(cfg.model_name)  # an unknown name fails before any write
+    accelerator.wait_for_everyone()  # every process saw the directory free before it is taken
+    if resume is None and main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config_record(cfg.model_dump(mode="json"), kind="grpo"))
+
+    policy, reference = build_policy(model_spec(cfg, dtype), run.path, checkpoint,
+                                     accelerator.device, cfg.kl_coef > 0 and not cfg.lora)
+    scorer = CompletionLogps(policy, cfg.chunked_logps, cfg.logps_chunk_tokens)
     optimizer = adamw([p for p in policy.parameters() if p.requires_grad], cfg.learning_rate,
-                      weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+                      cfg.weight_decay)
+    # DDP wraps the scorer, FSDP shards it; the unwrapped scorer stays for the reference pass.
+    model, optimizer = accelerator.prepare(scorer, optimizer)
+    scheduler = make_scheduler(optimizer, cfg, cfg.training_steps)
     step = 0
     if checkpoint is not None:
         state, position = load_state(run, checkpoint)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
+        load_optimizer_state(accelerator, model, optimizer, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
         step = position.step
-        run.truncate_metrics(step)
-    weights_dir = Path(cfg.weights_dir) if cfg.weights_dir else run.path / "published"
-    adapters = _vllm(cfg)
-    try:
-        if adapters is not None:
-            # Environments ask vLLM for the adapter by name from their first request on.
-            adapters.load(publish_weights(policy, weights_dir, step))
-        client = TrajectoryClient(cfg.api_url)
-        client.register(cfg, run, step)
-        policy.train()
+    publisher = Publisher(cfg, run, accelerator)  # with vllm_url, checks that vLLM answers
+    client = TrajectoryClient(cfg.api_url) if main else None
+    if main:
+        run.truncate_metrics(step)  # rows a killed run logged after its checkpoint
+        hooks.start(cfg, run.path)
+
+    def save_at(at: int) -> None:
+        save_checkpoint_all(accelerator, run, model, policy, optimizer, scheduler,
+                            Position(0, at, at), float(at), cfg.save_total_limit)
+
+    with contextlib.closing(publisher), \
+            training_steps(stop, hooks if main else None, lambda: step, OOM_ADVICE):
+        if cfg.vllm_url:  # environments ask vLLM for the adapter from their first request on
+            publisher.publish(model, policy, step)
+        on_main(accelerator, lambda: _client(client).register(
+            cfg.batch_size, cfg.seq_len, publisher.weights_dir, cfg.publish_every, step,
+            cfg.training_steps))
+        model.train()
         while step < cfg.training_steps:
             started = time.perf_counter()
-            batch = flatten(client.batch(cfg.batch_timeout_s), cfg.seq_len,
-                            cfg.scale).to(device)
-            row = _step(cfg, policy, reference, optimizer, batch)
+            groups = on_main(accelerator, lambda: _client(client).batch(cfg.batch_timeout_s))
+            batch = flatten(groups, cfg.seq_len, cfg.scale)
+            sums = grpo_step(accelerator, model, scorer, reference, batch, cfg)
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm))
+            if not (math.isfinite(sums["loss"]) and math.isfinite(grad_norm)):
+                raise TrainingError(f"the GRPO loss or gradient became NaN or infinite at step "
+                                    f"{step + 1}; training stopped before the update, and the "
+                                    "last good checkpoint is kept",
+                                    [f"lower the learning rate from {cfg.learning_rate:g}",
+                                     "check the environment's scores"])
+            learning_rate = float(scheduler.get_last_lr()[0])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
             step += 1
-            row.update(step=step,
-                       tokens_per_second=row["tokens"] / (time.perf_counter() - started),
-                       learning_rate=float(schedule.get_last_lr()[0]))
-            run.log(row)
-            if on_step is not None:
-                on_step(row)
-            last = step == cfg.training_steps
-            saved = step % cfg.save_steps == 0 or last
+            row = step_row(step, sums, batch, grad_norm, learning_rate,
+                           time.perf_counter() - started, accelerator.device)
+            if main:
+                run.log(row)
+                hooks.log(row)
+                if on_step is not None:
+                    on_step(row)
+            done = step == cfg.training_steps
+            saved = step % cfg.save_steps == 0 or done
             if saved:
-                _checkpoint(run, step, policy, optimizer, schedule)
-            if step % cfg.publish_every == 0 or last:
-                published = publish_weights(policy, weights_dir, step)
-                if adapters is not None:
-                    try:
-                        adapters.load(published)
-                    except PublishError as e:
-                        if not saved:
-                            _checkpoint(run, step, policy, optimizer, schedule)
-                        e.hints.append(f"step {step} is checkpointed: once vLLM is back, "
-                                       f"continue with preftune rl train --resume {run.path}")
-                        raise
-    finally:
-        if adapters is not None:
-            adapters.close()
-    with atomic_dir(run.final_path) as tmp:
-        policy.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+                save_at(step)
+            if step % cfg.publish_every == 0 or done:
+                try:
+                    publisher.publish(model, policy, step)
+                except PublishError as e:  # every process gets it (on_main)
+                    if not saved:
+                        save_at(step)
+                    e.hints.append(f"step {step} is checkpointed: once vLLM is back, "
+                                   f"continue with {COMMAND} --resume {run.path}")
+                    raise
+            if not done:
+                stop.stop_after(accelerator, step, saved, functools.partial(save_at, step),
+                                f"{COMMAND} --resume {run.path}")
+
+    weights = gathered_policy_state(accelerator, model)  # every process takes part
+    if main:
+        save_final(run, policy, tokenizer, weights)
+        hooks.finish(run.path)
+    accelerator.wait_for_everyone()
     return run
 
 
-def _placement(cfg: GRPOConfig) -> tuple[torch.device, str]:
-    """The device and the weights' dtype ``cfg`` asks for."""
+# ------------------------------------------------------------------------------------ setup
+
+
+def _config(cfg: GRPOConfig | None, resume: Path | None
+            ) -> tuple[GRPOConfig, RunDir | None, dict[str, Any] | None]:
+    """The config to run; resuming, also the run and its last durable checkpoint."""
+    if resume is not None:
+        run, saved, checkpoint = resume_run(resume, build_config, COMMAND)
+        return saved, run, checkpoint
+    if cfg is None:
+        raise UsageError("nothing to train: give options, or a run directory to resume")
+    return cfg, None, None
+
+
+def _run_path(cfg: GRPOConfig) -> Path:
+    """``output_dir``, or ``experiments/grpo_<time>`` (chosen once, by the main process)."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    return Path("experiments") / f"grpo_{datetime.now(UTC).strftime('%Y-%m-%d_%H%M%S')}"
+
+
+def _placement(cfg: GRPOConfig) -> tuple[str, str]:
+    """The device type and the weights' dtype ``cfg`` asks for."""
     cuda = torch.cuda.is_available()
     if cfg.device == "cuda" and not cuda:
         raise ConfigError("device is cuda, but torch sees no CUDA GPU here",
                           ["use device auto or cpu"])
-    device = torch.device("cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda)
-                          else "cpu")
+    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and cuda) else "cpu"
     if cfg.dtype != "auto":
         return device, cfg.dtype
     # Under a LoRA the trained weights stay fp32 (PEFT keeps adapters in fp32 over a bf16
     # base); full fine-tuning keeps fp32 weights for AdamW.
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported() and cfg.lora
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported() and cfg.lora
     return device, "bf16" if bf16 else "fp32"
 
 
-def _checkpoint(run: RunDir, step: int, policy: Any, optimizer: torch.optim.Optimizer,
-                schedule: Any) -> None:
-    save_checkpoint(run, f"step-{step}", policy, optimizer.state_dict(), schedule,
-                    Position(0, step, step), float(step), None)
+def model_spec(cfg: GRPOConfig, dtype: str) -> ModelSpec:
+    """The policy to build. Dropout stays off: the ratio to the sampling policy and the KL to
+    the reference compare the same function, evaluated twice."""
+    attention = "sdpa" if cfg.attn_implementation == "auto" else cfg.attn_implementation
+    return ModelSpec(cfg.model_name, dtype, cfg.lora, cfg.lora_rank, cfg.lora_alpha,
+                     lora_dropout=0.0, attention=attention,
+                     attention_fallback=cfg.attn_implementation == "auto",
+                     gradient_checkpointing=cfg.gradient_checkpointing)
 
 
-def _vllm(cfg: GRPOConfig) -> VLLMAdapters | None:
-    """The vLLM publisher ``cfg`` asks for, after checking the server answers."""
-    if not cfg.vllm_url:
-        return None
-    adapters = VLLMAdapters(cfg.vllm_url, cfg.vllm_lora_name,
-                            api_key=os.environ.get("VLLM_API_KEY"))
-    try:
-        adapters.check()
-    except BaseException:
-        adapters.close()
-        raise
-    return adapters
+def _client(client: TrajectoryClient | None) -> TrajectoryClient:
+    """The main process's client (only it talks to the API)."""
+    if client is None:
+        raise RuntimeError("only the main process talks to the trajectory API")
+    return client
 
 
-def _step(cfg: GRPOConfig, policy: Any, reference: Any, optimizer: torch.optim.Optimizer,
-          batch: Sequences) -> dict[str, float]:
-    """One optimizer step over the batch, in ``gradient_accumulation_steps`` micro-batches."""
+class Publisher:
+    """The policy's weights for the inference server, every ``publish_every`` steps: written by
+    the main process (``weights_dir/step-N``, then ``latest``) and, with ``vllm_url``, loaded
+    into vLLM. Every process calls ``publish`` (FSDP gathers the weights from all of them)."""
+
+    def __init__(self, cfg: GRPOConfig, run: RunDir, accelerator: Accelerator) -> None:
+        self.weights_dir = Path(cfg.weights_dir) if cfg.weights_dir else run.path / "published"
+        self.accelerator = accelerator
+        self.adapters: VLLMAdapters | None = None
+        if cfg.vllm_url:
+            on_main(accelerator, lambda: self._connect(cfg))
+
+    def _connect(self, cfg: GRPOConfig) -> None:
+        """Check that vLLM answers before training starts."""
+        adapters = VLLMAdapters(str(cfg.vllm_url), cfg.vllm_lora_name,
+                                api_key=os.environ.get("VLLM_API_KEY"))
+        try:
+            adapters.check()
+        except BaseException:
+            adapters.close()
+            raise
+        self.adapters = adapters
+
+    def publish(self, model: Any, policy: Any, step: int) -> None:
+        weights = gathered_policy_state(self.accelerator, model)
+        on_main(self.accelerator, lambda: self._write(policy, weights, step))
+
+    def _write(self, policy: Any, weights: dict[str, torch.Tensor] | None, step: int) -> None:
+        published = publish_weights(policy, self.weights_dir, step, state_dict=weights)
+        if self.adapters is not None:
+            self.adapters.load(published)
+
+    def close(self) -> None:
+        if self.adapters is not None:
+            self.adapters.close()
+
+
+# ------------------------------------------------------------------------------------ steps
+
+
+def grpo_step(accelerator: Accelerator, model: Any, scorer: CompletionLogps, reference: Any,
+              batch: Sequences, cfg: GRPOConfig) -> dict[str, float]:
+    """Forward and backward over this process's share of the batch; the step's sums over all
+    processes (``loss``, ``tokens``, and what ``step_row`` turns into means).
+
+    ``gradient_accumulation_steps`` cuts the batch into micro-batches of ceil(B / steps)
+    sequences; each process scores every P-th sequence in micro-batches of that size, so P
+    processes run fewer micro-batches each, of the same size. A process with nothing left
+    scores one sequence with weight 0: all take part in each synchronisation.
+    """
     n = batch.input_ids.shape[0]
-    chunks = [list(range(i, n, cfg.gradient_accumulation_steps))
-              for i in range(min(cfg.gradient_accumulation_steps, n))]
-    totals: dict[str, float] = {}
-    for rows in chunks:
-        ids, labels = batch.input_ids[rows], batch.labels[rows]
-        mask = labels != PROMPT                                           # (b, T)
-        targets = torch.where(mask, labels, torch.zeros_like(labels))
-        attention = torch.ones_like(ids)
-        logps = token_log_probs(policy(input_ids=ids, attention_mask=attention).logits,
-                                targets)                                  # (b, T)
-        ref = None
-        if cfg.kl_coef > 0:
-            with torch.no_grad():
-                if reference is not None:
-                    ref_logits = reference(input_ids=ids, attention_mask=attention).logits
-                else:
-                    with policy.disable_adapter():
-                        ref_logits = policy(input_ids=ids, attention_mask=attention).logits
-                ref = token_log_probs(ref_logits, targets)
-        old = batch.old_logps[rows] if batch.old_logps is not None else None
-        out = grpo_loss(logps, old, batch.advantages[rows], mask, clip_eps=cfg.clip_eps,
-                        clip_eps_high=cfg.clip_eps_high, ref_logps=ref, kl_coef=cfg.kl_coef,
-                        loss_type=cfg.loss_type, max_tokens=cfg.seq_len)
-        (out.loss * len(rows) / n).backward()
-        for key, value in out.metrics.items():
-            weight = value if key == "tokens" else value * len(rows) / n
-            totals[key] = totals.get(key, 0.0) + weight
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(
-        [p for p in policy.parameters() if p.requires_grad], cfg.max_grad_norm))
-    if not math.isfinite(grad_norm):
-        raise TrainingError("the GRPO gradient became NaN or infinite; the step was skipped",
-                            ["lower the learning rate", "check the environment's scores"])
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    scores = torch.tensor(batch.scores)
-    return {**totals, "grad_norm": grad_norm, "mean_reward": float(scores.mean()),
-            "reward_std": float(scores.std(unbiased=False)), "sequences": float(n)}
+    batch_tokens = int((batch.labels != PROMPT).sum())
+    size = math.ceil(n / cfg.gradient_accumulation_steps)
+    micro_batches = process_share(list(range(n)), size, accelerator)
+    sums = dict.fromkeys(("loss", "tokens", "entropy", "advantage", *TOKEN_MEANS), 0.0)
+    for k, rows in enumerate(micro_batches):
+        part = batch.select(rows or [0]).to(accelerator.device)
+        sync = k == len(micro_batches) - 1
+        with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+            logps, entropy = model(part.input_ids, part.labels)              # (b, T), (b, T)
+            ref = reference_logps(scorer, reference, part.input_ids, part.labels) \
+                if cfg.kl_coef > 0 else None
+            out = grpo_loss(logps, part.old_logps, part.advantages, part.labels != PROMPT,
+                            clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                            ref_logps=ref, kl_coef=cfg.kl_coef, loss_type=cfg.loss_type,
+                            max_tokens=cfg.seq_len, batch_sequences=n,
+                            batch_tokens=batch_tokens)
+            # DDP averages the processes' gradients: P times each share sums them.
+            accelerator.backward(out.loss * (accelerator.num_processes if rows else 0.0))
+        if rows:
+            tokens = out.metrics["tokens"]
+            sums["loss"] += out.metrics["loss"]
+            sums["tokens"] += tokens
+            sums["entropy"] += float(entropy.sum()) if entropy is not None else 0.0
+            sums["advantage"] += out.metrics["advantage_mean"] * len(rows)
+            for key in TOKEN_MEANS:
+                sums[key] += out.metrics[key] * tokens
+    return summed_over_processes(accelerator, sums)
 
 
-def _open(cfg: GRPOConfig | None, resume: Path | None
-          ) -> tuple[RunDir, GRPOConfig, dict[str, Any] | None]:
-    if resume is not None:
-        run = RunDir(resume)
-        if not run.config_path.exists():
-            raise UsageError(f"{resume} is not a GRPO run directory: it has no config.json")
-        run.remove_partial_writes()
-        saved = json.loads(run.config_path.read_text(encoding="utf-8"))["config"]
-        rows = run.checkpoints()
-        return run, build_config(saved), (rows[-1] if rows else None)
-    if cfg is None:
-        raise UsageError("nothing to train: give options, or a run directory to resume")
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H%M%S")
-    path = Path(cfg.output_dir) if cfg.output_dir else Path("experiments") / f"grpo_{stamp}"
-    run = RunDir(path)
-    if run.config_path.exists():
-        raise ConfigError(f"run directory {path} already holds a run",
-                          [f"continue it with: preftune rl train --resume {path}"])
-    path.mkdir(parents=True, exist_ok=True)
-    run.write_config({"config": cfg.model_dump(mode="json"), "kind": "grpo",
-                      "created": datetime.now(UTC).isoformat(timespec="seconds")})
-    return run, cfg, None
+def step_row(step: int, sums: dict[str, float], batch: Sequences, grad_norm: float,
+             learning_rate: float, seconds: float, device: torch.device) -> dict[str, float]:
+    """metrics.jsonl's row of a step: the loss, per-token means over the batch's completion
+    tokens, the scores and advantages of its sequences, speed and memory."""
+    tokens = max(sums["tokens"], 1.0)
+    scores = torch.tensor(batch.scores, dtype=torch.float64)
+    return {"step": step, "loss": sums["loss"],
+            **{key: sums[key] / tokens for key in TOKEN_MEANS},
+            "entropy": sums["entropy"] / tokens,
+            "mean_reward": float(scores.mean()), "reward_std": float(scores.std(correction=0)),
+            "advantage_mean": sums["advantage"] / len(batch.scores),
+            "zero_advantage_frac": float((batch.advantages == 0).float().mean()),
+            "grad_norm": grad_norm, "learning_rate": learning_rate,
+            "sequences": float(len(batch.scores)), "tokens": sums["tokens"],
+            "tokens_per_second": sums["tokens"] / max(seconds, 1e-9),
+            "peak_memory_mb": peak_memory_mb(device)}

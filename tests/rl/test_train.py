@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import httpx
 import pytest
 import torch
 
 from preftune.fsutil import read_jsonl
-from preftune.rl.train import PROMPT, build_config, flatten, train_grpo
+from preftune.rl.batches import flatten
+from preftune.rl.logps import PROMPT
+from preftune.rl.train import build_config, train_grpo
 
 
 def test_flatten_shifts_targets_and_aligns_inference_logprobs():
@@ -89,12 +94,20 @@ def test_grpo_learns_from_api_batches_and_resumes(serving, tmp_path):
     rows = read_jsonl(run.metrics_path)
     assert [r["step"] for r in rows] == list(range(1, 9))  # step 5 was logged again
     for key in ("loss", "mean_reward", "reward_std", "kl", "clip_frac", "tokens_per_second",
-                "grad_norm"):
+                "grad_norm", "entropy", "zero_advantage_frac", "peak_memory_mb"):
         assert all(key in r for r in rows), key
+    assert 0 < rows[0]["entropy"] < math.log(len(tokenizer))  # nats, below the uniform's
     assert rows[0]["mean_reward"] == pytest.approx(sum(groups[0]["scores"]) / 4)
     assert [r["step"] for r in read_jsonl(run.checkpoints_path)] == [2, 4, 6, 8]
     assert (run.final_path / "adapter_config.json").exists()
     assert (run.path / "published" / "latest").read_text().strip() == "step-8"
+    record = json.loads(run.config_path.read_text())
+    assert record["kind"] == "grpo" and record["versions"]["torch"] == torch.__version__
+    assert (run.path / "plots" / "loss.png").exists()
+    # The groups were recorded, not sampled from the policy: their scores cannot rise, and the
+    # diagnosis says so.
+    diagnosis = json.loads((run.path / "diagnosis.json").read_text())
+    assert diagnosis["verdict"] == "reward_flat", diagnosis
     # The long (rewarded) completion became more likely relative to the short one.
     from preftune.models.load import resolve_model
 
@@ -130,10 +143,10 @@ def test_placement_follows_the_machine_and_the_options():
     device, dtype = _placement(build_config({}))
     if torch.cuda.is_available():
         bf16 = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        assert (device.type, dtype) == ("cuda", bf16)
+        assert (device, dtype) == ("cuda", bf16)
         assert _placement(build_config({"lora": False}))[1] == "fp32"  # full FT keeps fp32
     else:
-        assert (device.type, dtype) == ("cpu", "fp32")
+        assert (device, dtype) == ("cpu", "fp32")
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             _placement(build_config({"device": "cuda"}))
     assert _placement(build_config({"dtype": "bf16", "device": "cpu"}))[1] == "bf16"
