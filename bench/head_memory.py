@@ -88,8 +88,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "measure", json.dumps(spec)],
+def run(spec: dict[str, Any], script: str = __file__) -> dict[str, Any]:
+    """``script measure SPEC`` in a fresh process (a peak cannot be reset): its last line."""
+    proc = subprocess.run([sys.executable, script, "measure", json.dumps(spec)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
