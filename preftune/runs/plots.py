@@ -1,11 +1,14 @@
 """PNG charts of training curves from ``metrics.jsonl``: one run's, or several runs overlaid.
 
 Train rows are drawn as lines against the optimizer step, evaluation rows (``eval/`` names) as
-markers. matplotlib is imported inside the functions that draw, so the CLI starts fast.
+markers. A GRPO run (config.json's ``kind`` is ``"grpo"``) gets ``GRPO_CHARTS``, what
+``rl/train.py`` logs; any other run the preference ``CHARTS``. matplotlib is imported inside
+the functions that draw, so the CLI starts fast.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +52,17 @@ CHARTS: dict[str, Chart] = {
                            ticks="short", ylim=(0, None)),
 }
 
+GRPO = "grpo"  # config.json's "kind" of a run written by rl/train.py
+GRPO_CHARTS: dict[str, Chart] = {
+    "reward": Chart(("mean_reward",), "mean reward (per completion)"),
+    "kl": Chart(("kl",), "KL to the reference (k3, mean per token)", ylim=(0, None)),
+    "clip_fraction": Chart(("clip_frac",), "clipped tokens (% of completion tokens)",
+                           ticks="percent", ylim=(0, None)),  # often a few %: fit it
+    "entropy": Chart(("entropy",), "entropy (nats per completion token)", ylim=(0, None)),
+    "loss": Chart(("loss",), "GRPO loss (clipped surrogate + KL penalty)", reference=0.0),
+    "learning_rate": CHARTS["learning_rate"],
+}
+
 # One run: a colour per curve (chosen green, rejected red). Several runs: a colour per run,
 # and the curves of a chart told apart by line style and eval marker.
 _CURVE_COLOURS = {"chosen_reward": "tab:green", "rejected_reward": "tab:red"}
@@ -67,19 +81,21 @@ def plot_run(run_dir: Path, output_dir: Path | None = None,
     """PNG charts of one run, written to ``run_dir/plots/`` (or ``output_dir``).
 
     One file per chart of ``CHARTS`` (``loss.png``, ``accuracy.png``, ...), eval rows overlaid as
-    markers. A chart none of whose metrics were logged yet is skipped; returns the files written.
+    markers; of ``GRPO_CHARTS`` (``reward.png``, ``kl.png``, ...) for a GRPO run. A chart none of
+    whose metrics were logged yet is skipped; returns the files written.
     """
     _check_smoothing(smoothing)
     run = _Run(Path(run_dir).resolve().name, _read_metrics(Path(run_dir)))
     target = Path(output_dir) if output_dir is not None else Path(run_dir) / "plots"
-    return _plot([run], run.label, target, smoothing)
+    return _plot([run], run.label, target, smoothing, _charts([Path(run_dir)]))
 
 
 def plot_runs(run_dirs: Sequence[Path], output_dir: Path, smoothing: float = 0.0,
               labels: Sequence[str] | None = None) -> list[Path]:
     """The charts of ``plot_run`` with every run on them, one colour per run, in ``output_dir``.
 
-    Runs are labelled by their directory name unless ``labels`` are given.
+    Runs are labelled by their directory name unless ``labels`` are given. GRPO and preference
+    runs share no chart, so they cannot be overlaid.
     """
     _check_smoothing(smoothing)
     dirs = [Path(d) for d in run_dirs]
@@ -91,7 +107,7 @@ def plot_runs(run_dirs: Sequence[Path], output_dir: Path, smoothing: float = 0.0
     names = list(labels) if labels is not None else _default_labels(dirs)
     runs = [_Run(name, _read_metrics(d)) for name, d in zip(names, dirs, strict=True)]
     subtitle = runs[0].label if len(runs) == 1 else f"{len(runs)} runs"
-    return _plot(runs, subtitle, Path(output_dir), smoothing)
+    return _plot(runs, subtitle, Path(output_dir), smoothing, _charts(dirs))
 
 
 def ema(values: Sequence[float], smoothing: float) -> list[float]:
@@ -112,6 +128,29 @@ def _check_smoothing(smoothing: float) -> None:
     if not 0 <= smoothing < 1:  # also rejects NaN
         raise UsageError(f"smoothing must be in [0, 1), got {smoothing:g}",
                          ["0 draws the raw curves; 0.6 is TensorBoard's default, 0.9 is heavy"])
+
+
+def run_kind(run_dir: Path) -> str | None:
+    """config.json's ``kind`` (``"grpo"``); None for a preference run, or a run without one."""
+    path = RunDir(Path(run_dir)).config_path
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {path}: {e}",
+                         ["its kind picks the charts and rules for the run; restore "
+                          "config.json"]) from e
+    kind = record.get("kind") if isinstance(record, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _charts(run_dirs: list[Path]) -> dict[str, Chart]:
+    grpo = [run_kind(d) == GRPO for d in run_dirs]
+    if any(grpo) and not all(grpo):
+        raise UsageError("cannot overlay GRPO runs and preference runs: they log different "
+                         "metrics", ["plot the GRPO runs and the preference runs separately"])
+    return GRPO_CHARTS if all(grpo) else CHARTS
 
 
 def _read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -144,9 +183,10 @@ def _is_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _plot(runs: list[_Run], subtitle: str, output_dir: Path, smoothing: float) -> list[Path]:
+def _plot(runs: list[_Run], subtitle: str, output_dir: Path, smoothing: float,
+          charts: dict[str, Chart]) -> list[Path]:
     written = []
-    for name, chart in CHARTS.items():
+    for name, chart in charts.items():
         path = output_dir / f"{name}.png"
         if _render(name, chart, runs, subtitle, smoothing, path):
             written.append(path)

@@ -8,11 +8,14 @@ from typer.testing import CliRunner
 
 from preftune.cli.plot import register
 from preftune.errors import UsageError
-from preftune.fsutil import write_jsonl
-from preftune.runs.plots import CHARTS, ema, plot_run, plot_runs
+from preftune.fsutil import write_json, write_jsonl
+from preftune.rundir import RunDir
+from preftune.runs.plots import CHARTS, GRPO_CHARTS, ema, plot_run, plot_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHART_FILES = ["loss.png", "accuracy.png", "margin.png", "rewards.png", "learning_rate.png"]
+GRPO_CHART_FILES = ["reward.png", "kl.png", "clip_fraction.png", "entropy.png", "loss.png",
+                    "learning_rate.png"]
 
 
 def write_metrics(run_dir, steps=50, eval_every=10, train=True, seed=0):
@@ -42,6 +45,22 @@ def write_metrics(run_dir, steps=50, eval_every=10, train=True, seed=0):
                 "eval/rejected_reward": -0.5 * progress, "eval/chosen_logps": -312.0,
                 "eval/rejected_logps": -331.0})
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(run_dir / "metrics.jsonl", rows)
+    return run_dir
+
+
+def write_grpo_run(run_dir, steps=30, seed=0):
+    """A GRPO run as rl/train.py writes it: config.json of kind "grpo" and its step rows."""
+    rng = random.Random(seed)
+    rows = [{"step": step, "loss": rng.gauss(0, 0.01), "mean_reward": 0.2 + 0.01 * step,
+             "reward_std": 0.3, "advantage_mean": 0.0, "zero_advantage_frac": 0.1,
+             "kl": 0.001 * step, "clip_frac": 0.03, "clip_frac_low": 0.01,
+             "clip_frac_high": 0.02, "ratio_mean": 1.0, "entropy": 1.2 - 0.01 * step,
+             "grad_norm": 1.0, "learning_rate": 1e-6 * min(step, 10), "sequences": 16.0,
+             "tokens": 2000.0, "tokens_per_second": 5000.0, "peak_memory_mb": 9000.0}
+            for step in range(1, steps + 1)]
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "config.json", {"config": {"learning_rate": 1e-5}, "kind": "grpo"})
     write_jsonl(run_dir / "metrics.jsonl", rows)
     return run_dir
 
@@ -146,6 +165,37 @@ def test_smoothing_draws_the_ema_over_the_faint_raw_curve(tmp_path, figures):
     assert list(smoothed.get_ydata()) == pytest.approx(ema(list(raw.get_ydata()), 0.6))
     # The learning-rate schedule is exact, so it is never smoothed.
     assert len(figures["learning rate"].axes[0].get_lines()) == 1
+
+
+def test_a_grpo_run_gets_the_grpo_charts(tmp_path, figures):
+    run = write_grpo_run(tmp_path / "grpo_run")
+    written = plot_run(run)
+    assert [p.name for p in written] == GRPO_CHART_FILES
+    for path in written:
+        assert_png(path)
+    assert set(figures) == {name.replace("_", " ") for name in GRPO_CHARTS}
+    ylabels = {title: fig.axes[0].get_ylabel() for title, fig in figures.items()}
+    assert ylabels["loss"] == "GRPO loss (clipped surrogate + KL penalty)"  # not "per pair"
+    assert ylabels["clip fraction"] == "clipped tokens (% of completion tokens)"
+    assert list(figures["reward"].axes[0].get_lines()[0].get_ydata()) == pytest.approx(
+        [0.2 + 0.01 * step for step in range(1, 31)])
+
+
+def test_grpo_charts_not_logged_are_skipped(tmp_path):
+    run = write_grpo_run(tmp_path / "no_kl")
+    rows = [{k: v for k, v in row.items() if k not in ("kl", "entropy")}
+            for row in RunDir(run).metrics()]
+    write_jsonl(run / "metrics.jsonl", rows)
+    names = [p.name for p in plot_run(run)]
+    assert names == ["reward.png", "clip_fraction.png", "loss.png", "learning_rate.png"]
+
+
+def test_grpo_and_preference_runs_are_not_overlaid(tmp_path):
+    grpo, dpo = write_grpo_run(tmp_path / "grpo"), write_metrics(tmp_path / "dpo")
+    with pytest.raises(UsageError, match="cannot overlay GRPO runs and preference runs"):
+        plot_runs([grpo, dpo], tmp_path / "out")
+    names = [p.name for p in plot_runs([grpo, grpo], tmp_path / "both")]
+    assert names == GRPO_CHART_FILES
 
 
 def test_ema_worked_by_hand():
