@@ -10,7 +10,9 @@ import typer
 from rich.markup import escape
 
 from preftune.cli.common import out
-from preftune.runs.diagnose import DIAGNOSIS, diagnose_run
+from preftune.runs.diagnose import DIAGNOSIS, Diagnosis, diagnose_run
+from preftune.runs.diagnose_rl import diagnose_grpo_run
+from preftune.runs.plots import GRPO, run_kind
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -27,8 +29,9 @@ def diagnose_cmd(
 ) -> None:
     """Diagnose a run from its metrics: healthy, diverging, oscillating, plateaued, not
     learning, NaN, overfitting, falling rewards, growing memory or falling throughput, each
-    with advice in the run's own hyperparameters. Writes RUN_DIR/diagnosis.json."""
-    diagnosis = diagnose_run(run_dir)
+    with advice in the run's own hyperparameters. A GRPO run is judged by its own curves:
+    reward, KL, clip fraction, entropy. Writes RUN_DIR/diagnosis.json."""
+    diagnosis = _diagnose(run_dir)
     if as_json:
         print(json.dumps(diagnosis.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -43,6 +46,11 @@ def diagnose_cmd(
         for line in finding.advice:
             out.print(f"  - {escape(line)}")
     out.print(f"\nwrote {escape(str(Path(run_dir) / DIAGNOSIS))}")
+
+
+def _diagnose(run_dir: Path) -> Diagnosis:
+    """By config.json's kind: a GRPO run has no preference loss curve to judge."""
+    return diagnose_grpo_run(run_dir) if run_kind(run_dir) == GRPO else diagnose_run(run_dir)
 
 
 def _step_range(steps: tuple[int, int] | None) -> str:
