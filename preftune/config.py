@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -383,13 +384,32 @@ def normalize_algo(value: Any) -> Any:
     return names[0] if len(names) == 1 else names
 
 
-def canonical_keys(values: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Schema:
+    """A config class and the names people bring for its fields: what YAML files, key=value
+    overrides, flags and error messages read, for training runs (``TRAIN``) and GRPO runs
+    alike."""
+
+    model: type[BaseModel]
+    aliases: dict[str, str]
+    show: str  # the command that lists every option
+
+    def field(self, key: str) -> str:
+        return self.aliases.get(key, key)
+
+
+def _schema(schema: Schema | None) -> Schema:
+    return schema or Schema(TrainConfig, ALIASES, "preftune config --show")
+
+
+def canonical_keys(values: dict[str, Any], schema: Schema | None = None) -> dict[str, Any]:
     """Map alias names to field names; two names for one field with different values is an
     error."""
+    schema = _schema(schema)
     out: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for key, value in values.items():
-        name = ALIASES.get(key, key)
+        name = schema.field(key)
         if name in out and out[name] != value:
             raise ConfigError(f"{origin[name]}={out[name]!r} and {key}={value!r} set the same "
                               f"option '{name}'", ["give it once"])
@@ -398,7 +418,7 @@ def canonical_keys(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike[str], schema: Schema | None = None) -> dict[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as e:
@@ -416,31 +436,37 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value, found "
                           f"{type(data).__name__}", ["write one option per line: beta: 0.1"])
-    return canonical_keys(data)
+    return canonical_keys(data, schema)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str], schema: Schema | None = None) -> dict[str, Any]:
     """``["beta=0.2", "lora_target_modules=q_proj,v_proj"]`` → typed values via the fields."""
+    schema = _schema(schema)
     out: dict[str, Any] = {}
-    fields = TrainConfig.model_fields
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip().removeprefix("--").replace("-", "_")
         if not sep or not key:
             raise ConfigError(f"cannot read override {item!r}: expected key=value",
                               ["for example: beta=0.2 learning_rate=1e-5"])
-        name = ALIASES.get(key, key)
-        if name not in fields:
-            raise unknown_option(key)
-        out[key] = _coerce(name, raw.strip())
-    return canonical_keys(out)
+        name = schema.field(key)
+        if name not in schema.model.model_fields:
+            raise unknown_option(key, schema)
+        out[key] = _coerce(str(schema.model.model_fields[name].annotation), raw.strip())
+    return canonical_keys(out, schema)
 
 
-def _coerce(name: str, raw: str) -> Any:
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """Typed values (a command's flags) as the ``key=value`` items ``parse_overrides`` reads,
+    so that flags and overrides go through one parser."""
+    return [f"{name}={str(value).lower() if isinstance(value, bool) else value}"
+            for name, value in values.items()]
+
+
+def _coerce(annotation: str, raw: str) -> Any:
     """Turn override text into the value the field wants; pydantic then checks it."""
     if raw.lower() in ("none", "null", "~"):
         return None
-    annotation = str(TrainConfig.model_fields[name].annotation)
     if "list" in annotation:
         if raw == "all-linear":
             return raw
@@ -448,21 +474,24 @@ def _coerce(name: str, raw: str) -> Any:
     return raw
 
 
-def unknown_option(key: str) -> ConfigError:
-    known = list(TrainConfig.model_fields) + list(ALIASES)
+def unknown_option(key: str, schema: Schema | None = None) -> ConfigError:
+    schema = _schema(schema)
+    known = list(schema.model.model_fields) + list(schema.aliases)
     close = difflib.get_close_matches(key, known, n=3)
     hints = [f"did you mean {', '.join(close)}?"] if close else []
-    hints.append("list every option with: preftune config --show")
+    hints.append(f"list every option with: {schema.show}")
     return ConfigError(f"unknown option '{key}'", hints)
 
 
-def config_error(error: ValidationError, values: dict[str, Any]) -> ConfigError:
+def config_error(error: ValidationError, values: dict[str, Any],
+                 schema: Schema | None = None) -> ConfigError:
+    schema = _schema(schema)
     lines = []
     for err in error.errors():
         loc = ".".join(str(p) for p in err["loc"])
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            close = difflib.get_close_matches(loc, list(TrainConfig.model_fields), n=1)
+            close = difflib.get_close_matches(loc, list(schema.model.model_fields), n=1)
             lines.append(f"unknown option '{loc}'" + (f" (did you mean '{close[0]}'?)"
                                                        if close else ""))
         elif loc:
@@ -471,4 +500,4 @@ def config_error(error: ValidationError, values: dict[str, Any]) -> ConfigError:
             lines.append(message)
     first, rest = lines[0], lines[1:]
     return ConfigError(f"invalid configuration: {first}", [
-        "list the options and their defaults with: preftune config --show"], rest)
+        f"list the options and their defaults with: {schema.show}"], rest)

@@ -5,8 +5,8 @@ name, with the field's own help, and reads it through the same machinery as YAML
 
 A command declares only its own parameters plus ``flags: dict[str, Any]``; ``@config_flags``
 adds ``--<field>`` for every field of the model (``--learning-rate`` for learning_rate) and
-hands the command the flags that were given, as text the config's override parser reads
-(``flag_overrides``)."""
+hands the command the flags that were given (name -> value), for
+``preftune.config.as_overrides`` and the config's override parser."""
 
 from __future__ import annotations
 
@@ -70,9 +70,3 @@ def config_flags(model: type[BaseModel], skip: Iterable[str] = ()) -> Callable[
         return run
 
     return wrap
-
-
-def flag_overrides(flags: dict[str, Any]) -> list[str]:
-    """The given flags as ``key=value`` items, for the config's override parser."""
-    return [f"{name}={str(value).lower() if isinstance(value, bool) else value}"
-            for name, value in flags.items()]

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from preftune.cli.common import out
+from preftune.cli.options import config_flags
+from preftune.rl.train import GRPOConfig
 
 # People bring Atropos' spellings (--group_size, --model_name): underscores in option names
 # read as dashes.
@@ -60,80 +62,29 @@ def serve_model_cmd(
           seed=seed)
 
 
-@rl_app.command("train")
+@rl_app.command("train", context_settings={"allow_interspersed_args": True})
+@config_flags(GRPOConfig)
 def train_cmd(
-    model_name: Annotated[str, typer.Option(help="tiny, an alias, a hub id or a local "
-                                                 "directory.")] = "tiny",
-    training_steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 8,
-    gradient_accumulation_steps: Annotated[int, typer.Option(help="Micro-batches per "
-                                                                  "step.")] = 1,
-    seq_len: Annotated[int, typer.Option(help="Longest sequence, in tokens.")] = 512,
-    learning_rate: Annotated[float, typer.Option(help="Learning rate.")] = 1e-5,
-    warmup_steps: Annotated[int, typer.Option(help="Steps of linear warm-up.")] = 0,
-    lr_scheduler: Annotated[str, typer.Option(help="constant, linear or cosine decay after "
-                                                   "warm-up.")] = "constant",
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.01,
-    device: Annotated[str, typer.Option(help="auto (the GPU when there is one), cpu or "
-                                             "cuda.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto (bf16 under a LoRA on a GPU), fp32 or "
-                                            "bf16.")] = "auto",
-    attn_implementation: Annotated[str, typer.Option(help="auto (SDPA), sdpa, eager or "
-                                                          "flex_attention.")] = "auto",
-    gradient_checkpointing: Annotated[bool, typer.Option(
-        help="Trade compute for memory.")] = False,
-    chunked_logps: Annotated[bool, typer.Option(
-        help="Log-probs a chunk of tokens at a time, no full-vocabulary logits.")] = True,
-    logps_chunk_tokens: Annotated[int | None, typer.Option(
-        help="Tokens per chunk (default: by vocabulary).")] = None,
-    lora: Annotated[bool, typer.Option(help="Train a LoRA adapter.")] = True,
-    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    max_grad_norm: Annotated[float, typer.Option(help="Gradient clipping norm.")] = 1.0,
-    kl_coef: Annotated[float, typer.Option(help="KL penalty to the starting model.")] = 0.0,
-    clip_eps: Annotated[float, typer.Option(help="Clip range of the ratio.")] = 0.2,
-    clip_eps_high: Annotated[float | None, typer.Option(help="Upper clip (DAPO).")] = None,
-    loss_type: Annotated[str, typer.Option(help="grpo, dr_grpo or dapo.")] = "grpo",
-    scale_rewards: Annotated[bool | None, typer.Option(
-        help="Divide advantages by the group's std (default: yes, no for dr_grpo).")] = None,
-    batch_timeout_s: Annotated[float, typer.Option(help="Give up when no batch comes for "
-                                                        "this many seconds.")] = 600.0,
-    api_url: Annotated[str, typer.Option(help="The trajectory API.")] = "http://127.0.0.1:8000",
-    weights_dir: Annotated[str | None, typer.Option(help="Where to publish weights for the "
-                                                         "inference server.")] = None,
-    publish_every: Annotated[int, typer.Option(help="Publish every N steps.")] = 1,
-    vllm_url: Annotated[str | None, typer.Option(
-        help="Load each published LoRA adapter into this running vLLM server (needs "
-             "--lora; the key, if any, from VLLM_API_KEY).")] = None,
-    vllm_lora_name: Annotated[str, typer.Option(
-        help="The name vLLM serves the adapter under (the environments' model_name).")]
-    = "policy",
-    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 10,
-    save_total_limit: Annotated[int | None, typer.Option(help="Keep the newest N "
-                                                              "checkpoints.")] = None,
-    report_to: Annotated[str | None, typer.Option(help="Trackers: wandb, tensorboard, mlflow "
-                                                       "(comma-separated).")] = None,
-    wandb_project: Annotated[str | None, typer.Option(help="Weights & Biases project.")]
-    = None,
-    wandb_name: Annotated[str | None, typer.Option(help="Weights & Biases run name.")] = None,
-    output_dir: Annotated[str | None, typer.Option(help="The run directory.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    overrides: Annotated[list[str] | None, typer.Argument(
+        help="More options as key=value (any GRPO option or alias: TRL's beta, epsilon, "
+             "max_steps; Atropos's names).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c",
+                                                help="A YAML file of options.")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue this run directory.")] = None,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Train with GRPO on the batches the trajectory API forms from environments' groups
-    (on several GPUs: accelerate launch --num_processes N -m preftune rl train ...)."""
-    given = dict(locals())
+    (on several GPUs: accelerate launch --num_processes N -m preftune rl train ...); every
+    option is a flag, a key=value or a line of --config."""
     from preftune.cli.common import warn_lone_accelerate_process
-    from preftune.rl.train import GRPOConfig, build_config, train_grpo
+    from preftune.rl.train import grpo_config, train_grpo
 
     warn_lone_accelerate_process()
 
     if resume is not None:
         run = train_grpo(None, resume=resume, on_step=_print_step)
     else:
-        values: dict[str, Any] = {k: v for k, v in given.items()
-                                  if k in GRPOConfig.model_fields and v is not None}
-        run = train_grpo(build_config(values), on_step=_print_step)
+        run = train_grpo(grpo_config(config, flags or {}, overrides), on_step=_print_step)
     out.print(f"run directory: {run.path}")
 
 

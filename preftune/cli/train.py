@@ -13,8 +13,8 @@ from rich.table import Table
 
 from preftune import settings
 from preftune.cli.common import out, warn_lone_accelerate_process
-from preftune.cli.options import config_flags, flag_overrides
-from preftune.config import TrainConfig, parse_overrides, read_yaml
+from preftune.cli.options import config_flags
+from preftune.config import TrainConfig, as_overrides, parse_overrides, read_yaml
 from preftune.engine.report import Reporter, RunResult
 
 
@@ -64,7 +64,7 @@ def gather_values(file_values: dict[str, Any], flags: dict[str, Any] | None,
     """Options in order of precedence: the config file, then flags given, then key=value;
     flags and key=value through the same parser."""
     values = dict(file_values)
-    values.update(parse_overrides(flag_overrides(flags or {})))
+    values.update(parse_overrides(as_overrides(flags or {})))
     values.update(parse_overrides(overrides or []))
     return values
 

@@ -46,7 +46,15 @@ from pydantic import (
     model_validator,
 )
 
-from preftune.config import TrackerNames
+from preftune.config import (
+    Schema,
+    TrackerNames,
+    as_overrides,
+    canonical_keys,
+    config_error,
+    parse_overrides,
+    read_yaml,
+)
 from preftune.engine.build import ModelSpec, build_policy
 from preftune.engine.checkpoint import Position, load_state, restore_rng
 from preftune.engine.distributed import (
@@ -156,15 +164,44 @@ class GRPOConfig(BaseModel):
         return self.loss_type != "dr_grpo" if self.scale_rewards is None else self.scale_rewards
 
 
+# Names TRL's GRPOConfig and the Atropos example trainer give these options.
+GRPO_ALIASES: dict[str, str] = {
+    "model": "model_name",
+    "model_name_or_path": "model_name",
+    "max_steps": "training_steps",
+    "num_steps": "training_steps",
+    "lr": "learning_rate",
+    "warmup": "warmup_steps",
+    "max_length": "seq_len",
+    "max_seq_length": "seq_len",
+    "beta": "kl_coef",
+    "kl_beta": "kl_coef",
+    "epsilon": "clip_eps",
+    "epsilon_high": "clip_eps_high",
+    "lora_r": "lora_rank",
+    "log_path": "output_dir",
+}
+GRPO_SCHEMA = Schema(GRPOConfig, GRPO_ALIASES, "preftune rl train --help")
+
+
 def build_config(values: dict[str, Any]) -> GRPOConfig:
+    """Validate ``values`` (field names or their aliases) as the offline config is validated;
+    on failure a ``ConfigError`` quoting each bad value."""
+    canonical = canonical_keys(values, GRPO_SCHEMA)
     try:
-        return GRPOConfig(**values)
+        return GRPOConfig(**canonical)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "options"
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise ConfigError(f"invalid GRPO {where}: {message}",
-                          ["see: preftune rl train --help"]) from e
+        raise config_error(e, canonical, GRPO_SCHEMA) from None
+
+
+def grpo_config(file: Path | None, flags: dict[str, Any],
+                overrides: list[str] | None) -> GRPOConfig:
+    """A GRPO config from a YAML file, then flags, then key=value, all read by the offline
+    config's parser (so aliases, lists and errors behave alike)."""
+    values = read_yaml(file, GRPO_SCHEMA) if file is not None else {}
+    values.update(parse_overrides(as_overrides(flags), GRPO_SCHEMA))
+    values.update(parse_overrides(overrides or [], GRPO_SCHEMA))
+    return build_config(values)
 
 
 def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,

@@ -9,8 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from preftune.cli.options import config_flags, flag_overrides
-from preftune.config import TrainConfig, parse_overrides
+from preftune.cli.options import config_flags
+from preftune.config import TrainConfig, as_overrides, parse_overrides
 
 
 @pytest.mark.parametrize("command", ["train", "sweep", "pipeline"])
@@ -34,7 +34,7 @@ def test_flags_reach_the_config_as_key_value_would(cli, sample_pairs, tmp_path):
     assert plan["objective"]["algo"] == "0.8 dpo + 0.2 bco_pair"
     given = {"algo": "dpo,bco_pair", "loss_weights": "0.8,0.2", "shared_prompt": False,
              "beta": 0.3, "lora_target_modules": "q_proj,v_proj"}
-    assert parse_overrides(flag_overrides(given)) == parse_overrides(
+    assert parse_overrides(as_overrides(given)) == parse_overrides(
         ["algo=dpo,bco_pair", "loss_weights=0.8,0.2", "shared_prompt=false", "beta=0.3",
          "lora_target_modules=q_proj,v_proj"])
 

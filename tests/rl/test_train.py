@@ -150,3 +150,40 @@ def test_placement_follows_the_machine_and_the_options():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             _placement(build_config({"device": "cuda"}))
     assert _placement(build_config({"dtype": "bf16", "device": "cpu"}))[1] == "bf16"
+
+
+def test_grpo_options_take_yaml_flags_key_value_and_aliases_like_training(tmp_path):
+    from preftune.config import parse_overrides
+    from preftune.errors import ConfigError
+    from preftune.rl.train import GRPO_SCHEMA, build_config, grpo_config
+
+    yaml_file = tmp_path / "grpo.yaml"
+    yaml_file.write_text("model_name_or_path: tiny\nmax_steps: 7\nbeta: 0.04\nlr: 2e-6\n"
+                         "report_to: none\n", encoding="utf-8")
+    cfg = grpo_config(yaml_file, {"batch_size": 4, "lora": False}, ["epsilon=0.3",
+                                                                    "training_steps=9"])
+    assert (cfg.model_name, cfg.kl_coef, cfg.learning_rate) == ("tiny", 0.04, 2e-6)
+    assert (cfg.batch_size, cfg.lora, cfg.clip_eps) == (4, False, 0.3)
+    assert cfg.training_steps == 9  # key=value wins over the file's max_steps
+    assert cfg.report_to == []
+    assert parse_overrides(["kl_beta=0.1"], GRPO_SCHEMA) == {"kl_coef": "0.1"}
+    with pytest.raises(ConfigError, match="unknown option 'cliip_eps'") as info:
+        parse_overrides(["cliip_eps=0.1"], GRPO_SCHEMA)
+    assert any("clip_eps" in hint for hint in info.value.hints)
+    assert any("preftune rl train --help" in hint for hint in info.value.hints)
+    with pytest.raises(ConfigError, match=r"invalid configuration: clip_eps=1.5"):
+        build_config({"epsilon": 1.5})
+    with pytest.raises(ConfigError, match="set the same option 'kl_coef'"):
+        build_config({"beta": 0.1, "kl_coef": 0.2})
+
+
+def test_every_grpo_option_is_a_flag_of_rl_train():
+    import typer
+
+    from preftune.cli.main import app
+    from preftune.rl.train import GRPOConfig
+
+    rl = typer.main.get_command(app).commands["rl"]  # type: ignore[attr-defined]
+    flags = {opt for param in rl.commands["train"].params for opt in param.opts}
+    for name in GRPOConfig.model_fields:
+        assert f"--{name.replace('_', '-')}" in flags, name
