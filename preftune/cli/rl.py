@@ -184,6 +184,9 @@ def launch_cmd(
                                                       "port).")] = None,
     inference_port: Annotated[int | None, typer.Option(help="Inference server port (0: "
                                                             "any free port).")] = None,
+    trainer_processes: Annotated[int | None, typer.Option(
+        min=1, help="Train on N processes (accelerate launch: one a GPU; gloo on CPUs). "
+        "Default: launch.trainer_processes of the config, else 1.")] = None,
 ) -> None:
     """Start the trajectory API, the inference server, the environment and the GRPO trainer
     together; stop them all when training ends (or on Ctrl-C)."""
@@ -220,6 +223,7 @@ def launch_cmd(
         out.print(f"[yellow]warning:[/] the environment tokenizes with {env.tokenizer_name}, "
                   f"the trainer trains {cfg.model_name}")
     me = [sys.executable, "-m", "preftune"]
+    processes = trainer_processes or int(opts.get("trainer_processes", 1))
     flags = [f"--{k.replace('_', '-')}={','.join(map(str, v)) if isinstance(v, list) else v}"
              for k, v in trainer.items() if not isinstance(v, bool)]  # report_to: a, b
     flags += [f"--{'' if v else 'no-'}{k.replace('_', '-')}" for k, v in trainer.items()
@@ -236,11 +240,12 @@ def launch_cmd(
     children = [
         Child("api", [*me, "rl", "api", "--port", str(api)], ready_url=f"{api_url}/status"),
         inference_child,
-        Child("trainer", [*me, "rl", "train", *flags, "--api-url", api_url,
-                          "--output-dir", str(run)]),
+        Child("trainer", [*_trainer_launcher(processes, me), "rl", "train", *flags,
+                          "--api-url", api_url, "--output-dir", str(run)]),
         Child("env", [*me, "rl", "env", "serve", "--config", str(path), *env_flags]),
     ]
-    out.print(f"launching {path.name}: API {api_url}, inference {base_url}, run {run}")
+    out.print(f"launching {path.name}: API {api_url}, inference {base_url}, run {run}"
+              + (f", trainer on {processes} processes" if processes > 1 else ""))
     # vLLM compiles and captures CUDA graphs before it answers /health: give it longer.
     code = launch(children, main="trainer",
                   echo=lambda line: out.print(line, markup=False, highlight=False),
@@ -249,7 +254,17 @@ def launch_cmd(
     raise typer.Exit(code)
 
 
-_LAUNCH_KEYS = {"api_port", "inference_port", "inference", "vllm_command", "vllm_args"}
+_LAUNCH_KEYS = {"api_port", "inference_port", "inference", "vllm_command", "vllm_args",
+                "trainer_processes"}
+
+
+def _trainer_launcher(processes: int, me: list[str]) -> list[str]:
+    """How the trainer starts: preftune itself, or under accelerate launch for several
+    processes (--multi_gpu: without it accelerate starts one process where it sees no GPU)."""
+    if processes == 1:
+        return me
+    return [me[0], "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+            str(processes), "--main_process_port", str(_port(0)), "-m", "preftune"]
 # The ranks vLLM's --max-lora-rank accepts.
 _VLLM_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 

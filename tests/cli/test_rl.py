@@ -206,3 +206,28 @@ def test_every_grpo_option_is_an_rl_train_flag():
                                env={**os.environ, "COLUMNS": "250"}).stdout
     for name in GRPOConfig.model_fields:
         assert f"--{name.replace('_', '-')}" in help_text, name
+
+
+def test_the_tiny_launch_trains_on_two_processes(cli, tmp_path):
+    """`--trainer-processes 2` starts the trainer under accelerate launch (gloo on CPUs): the
+    main process pulls each batch, both train their share, the run is the same run."""
+    import json
+
+    import yaml
+
+    from preftune.rl.envconfig import config_path
+
+    data = yaml.safe_load(config_path("tiny").read_text())
+    data["trainer"].update(training_steps=3, save_steps=3)
+    config = tmp_path / "tiny-3.yaml"
+    config.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    result = cli("rl", "launch", "--config", config, "--output-dir", run, "--api-port", "0",
+                 "--inference-port", "0", "--trainer-processes", "2")
+    assert result.code == 0, result.out[-3000:] + result.err
+    assert "trainer on 2 processes" in result.out
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    assert (run / "final").exists()
+    record = json.loads((run / "config.json").read_text())
+    assert record["kind"] == "grpo"
