@@ -82,3 +82,13 @@ def test_the_docs_list_every_algorithm():
     doc = (ROOT / "docs" / "algorithms.md").read_text(encoding="utf-8")
     for name in NAMES:
         assert f"`{name}`" in doc, name
+
+
+def test_the_model_card_counts_unpaired_examples():
+    record = {"config": _config("kto").model_dump(mode="json"),
+              "data": {"source": "kto.jsonl", "train": {"examples": 128, "desirable": 70,
+                                                        "undesirable": 58}}}
+    card = model_card(record, [], "adapter", "out")
+    assert "| training examples | 128 |" in card
+    assert "| desirable / undesirable | 70 / 58 |" in card
+    assert "training pairs" not in card

@@ -100,7 +100,11 @@ def model_card(record: dict[str, Any], metrics: list[dict[str, Any]], kind: Kind
         "## Training data\n\n" + _table([
             ("source", data.get("source")), ("fingerprint", data.get("fingerprint")),
             ("training pairs", (data.get("train") or {}).get("pairs")),
-            ("evaluation pairs", (data.get("eval") or {}).get("pairs"))]),
+            ("evaluation pairs", (data.get("eval") or {}).get("pairs")),
+            # unpaired data (kto): examples, and how many of them are desirable
+            ("training examples", (data.get("train") or {}).get("examples")),
+            ("desirable / undesirable", _split(data.get("train"))),
+            ("evaluation examples", (data.get("eval") or {}).get("examples"))]),
         "## Algorithm and hyperparameters\n\n" + _table(_hyperparameters(cfg))
         + "\n\n" + "\n".join(f"- {n}: {ALGORITHMS[n].description}. {ALGORITHMS[n].paper}."
                               for n in algos if n in ALGORITHMS),
@@ -110,6 +114,12 @@ def model_card(record: dict[str, Any], metrics: list[dict[str, Any]], kind: Kind
         "## How to load\n\n" + _how_to_load(name, kind),
     ]
     return "\n\n".join(sections) + "\n"
+
+
+def _split(stats: dict[str, Any] | None) -> str | None:
+    if not stats or stats.get("desirable") is None:
+        return None
+    return f"{stats['desirable']} / {stats['undesirable']}"
 
 
 def _algorithms(cfg: dict[str, Any]) -> list[str]:
