@@ -8,6 +8,8 @@ PREFTUNE_SERVICE_DIR  where the job service keeps uploads and job directories (d
                  $XDG_DATA_HOME/preftune or ~/.local/share/preftune).
 PREFTUNE_DATABASE_URL  the service's database (default: SQLite in the service directory).
 PREFTUNE_SERVER, PREFTUNE_API_KEY  the server and key `preftune jobs` / `files` talk to.
+PREFTUNE_METRICS_TOKEN  the bearer token the service's /metrics answers to (when the service
+                 config sets none).
 PREFTUNE_WORKER_PID  set by a service worker for the training process it starts: training
                  stops when that worker is gone (see ``engine.stop.watch_worker``).
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
@@ -19,6 +21,7 @@ Any variable a YAML environment config names as ``${VAR}`` (see ``env_value`` an
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 
@@ -90,3 +93,45 @@ def worker_pid() -> int | None:
 def env_value(name: str) -> str | None:
     """The value of any environment variable, for ``${VAR}`` in YAML configs; None if unset."""
     return os.environ.get(name)
+
+
+def metrics_token() -> str | None:
+    return os.environ.get("PREFTUNE_METRICS_TOKEN") or None
+
+
+# What a service training process takes from the server's environment: what Python, the
+# locale and the accelerators need. Never credentials: HF_TOKEN, WANDB_API_KEY, cloud keys and
+# the like stay the operator's.
+TRAINING_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "USER",
+                "LOGNAME", "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH", "CUDA_HOME",
+                "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES", "OMP_NUM_THREADS",
+                "MKL_NUM_THREADS", "TOKENIZERS_PARALLELISM")
+
+
+def training_env(home: Path, passed: Iterable[str] = (),
+                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The whole environment of a service training process.
+
+    The allow-list above, the operator's ``passed`` names, and ``extra`` (a tenant's
+    integration variables). HOME is the job's own directory, so that credentials stored under
+    the operator's home (``~/.netrc`` for W&B, the Hugging Face token file) are not found;
+    the model caches stay the operator's, so weights are downloaded once. The Hugging Face
+    hub is told not to send a stored token.
+    """
+    env = {name: os.environ[name] for name in (*TRAINING_ENV, *passed) if name in os.environ}
+    user_home = Path.home()
+    cache_home = os.environ.get("XDG_CACHE_HOME") or str(user_home / ".cache")
+    env.update({
+        "HOME": str(home),
+        "XDG_CACHE_HOME": cache_home,
+        "HF_HOME": os.environ.get("HF_HOME") or str(Path(cache_home) / "huggingface"),
+        "HF_TOKEN_PATH": str(home / ".no-hf-token"),
+        "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+        "PREFTUNE_CACHE": str(cache_dir()),
+        "PYTHONUNBUFFERED": "1",
+    })
+    for name in passed:  # the operator may pass HF_HOME and the like on purpose
+        if name in os.environ:
+            env[name] = os.environ[name]
+    env.update(extra or {})
+    return env

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Float,
     ForeignKey,
     Index,
@@ -35,6 +36,12 @@ def now() -> int:
     return int(time.time())
 
 
+# Every integer column is 64-bit: token counts pass 2**31 in one long job, a file can pass
+# 2 GiB, and Unix seconds pass 2**31 in 2038. (SQLite's INTEGER is 64-bit already; the event
+# id stays INTEGER there, the only type SQLite auto-increments.)
+Int64 = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -45,7 +52,10 @@ class Tenant(Base):
     __tablename__ = "tenants"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
+    # When a job of the tenant was last claimed to run: claims serve the tenant served least
+    # recently first (queue.claim_run).
+    last_served_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ApiKey(Base):
@@ -57,8 +67,8 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(40), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
-    revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
+    revoked_at: Mapped[int | None] = mapped_column(Int64, nullable=True)
 
 
 class File(Base):
@@ -70,9 +80,9 @@ class File(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
     filename: Mapped[str] = mapped_column(String(500))
     purpose: Mapped[str] = mapped_column(String(40))
-    bytes: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Int64)
     storage_name: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
 
 
 class Job(Base):
@@ -88,6 +98,7 @@ class Job(Base):
         UniqueConstraint("tenant_id", "idempotency_key", name="uq_jobs_idempotency"),
         Index("ix_jobs_status_order", "status", "order_key"),
         Index("ix_jobs_tenant_order", "tenant_id", "order_key"),
+        Index("ix_jobs_status_tenant", "status", "tenant_id"),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
@@ -96,28 +107,35 @@ class Job(Base):
     validation_file: Mapped[str | None] = mapped_column(String(40), nullable=True)
     method: Mapped[dict[str, Any]] = mapped_column(JSON)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)  # TrainConfig values, no paths
-    seed: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Int64)
     suffix: Mapped[str | None] = mapped_column(String(64), nullable=True)
     metadata_: Mapped[dict[str, str] | None] = mapped_column("metadata", JSON, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # SHA-256 of the request that created the job: a retry with the same Idempotency-Key
+    # and another body is refused.
+    request_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    priority: Mapped[int] = mapped_column(Int64, default=0)  # higher first, within a tenant
+    integrations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    max_run_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # over all attempts
+    run_s: Mapped[float] = mapped_column(Float, default=0.0)  # run time of ended attempts
 
     status: Mapped[str] = mapped_column(String(32))
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     requested: Mapped[str | None] = mapped_column(String(16), nullable=True)  # cancel | pause
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    lost_leases: Mapped[int] = mapped_column(Integer, default=0)
-    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    attempt: Mapped[int] = mapped_column(Int64, default=0)
+    lost_leases: Mapped[int] = mapped_column(Int64, default=0)
+    max_attempts: Mapped[int] = mapped_column(Int64, default=3)
     lease_owner: Mapped[str | None] = mapped_column(String(100), nullable=True)
     lease_expires_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     fine_tuned_model: Mapped[str | None] = mapped_column(String(400), nullable=True)
-    trained_tokens: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    trained_tokens: Mapped[int | None] = mapped_column(Int64, nullable=True)
     result_files: Mapped[list[str]] = mapped_column(JSON, default=list)
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
     # Fractional creation time: first in, first claimed (created_at has whole seconds).
     order_key: Mapped[float] = mapped_column(Float, default=time.time)
-    started_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    finished_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    started_at: Mapped[int | None] = mapped_column(Int64, nullable=True)
+    finished_at: Mapped[int | None] = mapped_column(Int64, nullable=True)
 
 
 class JobEvent(Base):
@@ -129,14 +147,14 @@ class JobEvent(Base):
 
     __tablename__ = "job_events"
     __table_args__ = (UniqueConstraint("job_id", "dedupe_key", name="uq_job_events_dedupe"),)
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(Int64, primary_key=True, autoincrement=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
     level: Mapped[str] = mapped_column(String(8))
     type: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Int64, default=0)
     dedupe_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
@@ -147,12 +165,12 @@ class JobCheckpoint(Base):
     __table_args__ = (UniqueConstraint("job_id", "step", name="uq_job_checkpoints_step"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
-    step: Mapped[int] = mapped_column(Integer)
+    step: Mapped[int] = mapped_column(Int64)
     name: Mapped[str] = mapped_column(String(100))
     model_path: Mapped[str] = mapped_column(String(300))  # relative to the run directory
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempt: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[int] = mapped_column(Integer, default=now)
+    attempt: Mapped[int] = mapped_column(Int64)
+    created_at: Mapped[int] = mapped_column(Int64, default=now)
 
 
 class Worker(Base):
@@ -161,7 +179,7 @@ class Worker(Base):
     __tablename__ = "workers"
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(200))
-    pid: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int] = mapped_column(Int64)
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
     job_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
