@@ -49,18 +49,72 @@ def append_jsonl(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a torn last line (a crash mid-write) is ignored."""
+    """Rows of a JSONL file; a line that is not JSON (torn by a crash mid-write) is skipped,
+    and the rows after it are still read."""
     rows: list[dict[str, Any]] = []
     if not Path(path).exists():
         return rows
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            break
+            continue
     return rows
+
+
+def repair_jsonl(path: str | os.PathLike[str]) -> bool:
+    """Make a JSONL file safe to append to after a crash; whether it changed.
+
+    A write cut short (a full disk, power lost) leaves a last line without its newline, or
+    one that is not JSON (a file system may show zeros where the data never landed). The
+    next append would glue its row onto that line and both would be lost, so such a line
+    is cut off, or only given its newline when it is a whole row. Call it before the first
+    append of a process that continues the file.
+    """
+    target = Path(path)
+    if not target.exists():
+        return False
+    with open(target, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        start = _last_line_start(f, size)
+        f.seek(start)
+        last = f.read()
+        terminated = last.endswith(b"\n")
+        whole = _is_json(last)
+        if terminated and (whole or not last.strip()):
+            return False
+        if whole:
+            f.write(b"\n")  # only the newline was lost
+        else:
+            f.truncate(start)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def _last_line_start(f: Any, size: int, block: int = 1 << 16) -> int:
+    """The offset where the file's last line starts (its final newline not counted)."""
+    end = size - 1  # a newline that ends the file ends the last line; it does not start it
+    while end > 0:
+        begin = max(0, end - block)
+        f.seek(begin)
+        newline = f.read(end - begin).rfind(b"\n")
+        if newline >= 0:
+            return begin + newline + 1
+        end = begin
+    return 0
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes that are no text
+        return False
+    return True
 
 
 def write_jsonl(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from preftune.errors import MissingError, UsageError
-from preftune.fsutil import append_jsonl, read_jsonl, write_json, write_jsonl
+from preftune.fsutil import append_jsonl, read_jsonl, repair_jsonl, write_json, write_jsonl
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -93,12 +93,16 @@ class RunDir:
             write_jsonl(self.checkpoints_path, rows[-keep:])
 
     def remove_partial_writes(self) -> None:
-        """Delete temporary directories a crash left half-written (their names start '.')."""
+        """Undo what a crash left half-written, before a resumed run writes anything:
+        temporary directories (their names start '.'), and a torn last line of the
+        manifests, onto which the resumed run's first row would be glued and lost."""
         for parent in (self.path, self.path / "checkpoints"):
             if parent.is_dir():
                 for entry in parent.iterdir():
                     if entry.name.startswith(".") and entry.is_dir():
                         shutil.rmtree(entry, ignore_errors=True)
+        for manifest in (self.metrics_path, self.checkpoints_path):
+            repair_jsonl(manifest)
 
     def truncate_metrics(self, step: int) -> None:
         """Forget rows logged after ``step`` (a resumed run logs them again)."""
