@@ -5,13 +5,24 @@ States (as the OpenAI fine-tuning API names them, plus ``paused``)::
     validating_files -> queued -> running -> succeeded | failed | cancelled
                                    running -> paused -> queued (resume)
 
-Claiming takes the oldest free job under a row lock: SQLite's ``BEGIN IMMEDIATE`` (see
-``db.Database``) or PostgreSQL's ``FOR UPDATE SKIP LOCKED``, so two workers never claim the
-same job. A claim grants a lease that heartbeats renew. Each claim to run raises the job's
-``attempt``; every write a worker makes afterwards is *fenced*: it must name the attempt and
-the lease owner the row holds, or it is refused with ``StaleAttempt``. A worker that dies
-stops renewing; ``reap_expired`` then puts its job back in the queue (or fails it after
-``max_attempts`` lost leases), and the next attempt resumes from the last durable checkpoint.
+Claims to run are fair across tenants (``claim_run``): among the tenants that have a queued
+job and fewer running jobs than their cap, the one served least recently goes first (never
+served first, then by tenant id), and of its queued jobs the one with the highest priority,
+then the oldest. One tenant's backlog therefore delays another tenant's next job by at most
+one claim per other waiting tenant. Claims are serialised, so two workers never read the same
+tenant as least recently served or both fill its last free slot: SQLite's ``BEGIN IMMEDIATE``
+(see ``db.Database``), a transaction-scoped advisory lock on PostgreSQL; the job row is also
+taken ``FOR UPDATE SKIP LOCKED``. A claim grants a lease that heartbeats renew.
+
+Each claim to run raises the job's ``attempt``; every write a worker makes afterwards is
+*fenced*: it must name the attempt and the lease owner the row holds, or it is refused with
+``StaleAttempt``. A worker that dies stops renewing; ``reap_expired`` then puts its job back
+in the queue (or fails it after ``max_attempts`` lost leases), and the next attempt resumes
+from the last durable checkpoint.
+
+A cancel wins over a pause whatever their order: a job whose attempt stops to pause (or whose
+worker shuts down) while a cancel is pending ends cancelled, and a pause is refused once a
+cancel is pending.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,12 +44,18 @@ from preftune.service.db import (
     Job,
     JobCheckpoint,
     JobEvent,
+    Tenant,
     Worker,
     now,
 )
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+WAITING = ("validating_files", "queued", "paused")  # unfinished and not running
 STATUSES = ("validating_files", "queued", "running", "paused", *TERMINAL)
+
+# Every claim to run takes this PostgreSQL advisory lock (any constant all workers share): the
+# fair choice reads every tenant's running count, which row locks cannot keep still.
+CLAIM_LOCK = 0x7072656674756E65  # "preftune"
 
 
 class NotFound(UsageError):
@@ -47,6 +64,10 @@ class NotFound(UsageError):
 
 class Conflict(UsageError):
     """The object exists but is in a state that does not allow the request."""
+
+
+class IdempotencyConflict(Conflict):
+    """An Idempotency-Key reused with a request other than the one that first used it."""
 
 
 class StaleAttempt(PreftuneError):
@@ -72,17 +93,24 @@ def new_id(prefix: str) -> str:
 def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
             validation_file: str | None, method: dict[str, Any], config: dict[str, Any],
             seed: int, suffix: str | None = None, metadata: dict[str, str] | None = None,
-            idempotency_key: str | None = None,
-            max_attempts: int = 3) -> tuple[Job, bool]:
+            idempotency_key: str | None = None, request_hash: str | None = None,
+            priority: int = 0, integrations: list[dict[str, Any]] | None = None,
+            max_run_s: float | None = None, max_attempts: int = 3) -> tuple[Job, bool]:
     """A new job in ``validating_files``, or the job an earlier request with the same
-    idempotency key created (then the second value is False)."""
+    idempotency key created (then the second value is False).
+
+    ``request_hash`` identifies the request body: a key reused with another body raises
+    ``IdempotencyConflict`` rather than answer for a job the client did not ask for.
+    """
     if idempotency_key is not None:
         existing = _by_idempotency_key(db, tenant_id, idempotency_key)
         if existing is not None:
-            return existing, False
+            return _same_request(existing, request_hash), False
     job = Job(id=new_id("ftjob"), tenant_id=tenant_id, model=model, training_file=training_file,
               validation_file=validation_file, method=method, config=config, seed=seed,
               suffix=suffix, metadata_=metadata, idempotency_key=idempotency_key,
+              request_hash=request_hash, priority=priority, integrations=integrations,
+              max_run_s=max_run_s, run_s=0.0,
               status="validating_files", attempt=0, lost_leases=0, max_attempts=max_attempts,
               result_files=[], created_at=now(), order_key=time.time())
     try:
@@ -98,8 +126,19 @@ def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
         existing = _by_idempotency_key(db, tenant_id, idempotency_key)  # a concurrent twin
         if existing is None:
             raise
-        return existing, False
+        return _same_request(existing, request_hash), False
     return job, True
+
+
+def _same_request(existing: Job, request_hash: str | None) -> Job:
+    """``existing``, if the request that made it is the one retried (unknown hashes pass)."""
+    if request_hash is not None and existing.request_hash not in (None, request_hash):
+        raise IdempotencyConflict(
+            f"the Idempotency-Key {existing.idempotency_key!r} was already used to create job "
+            f"{existing.id} with a different request",
+            ["send a new Idempotency-Key for a new request; retry with the same key only to "
+             "repeat the same request"])
+    return existing
 
 
 def _by_idempotency_key(db: Database, tenant_id: str, key: str) -> Job | None:
@@ -164,6 +203,9 @@ def request_pause(db: Database, tenant_id: str | None, job_id: str) -> Job:
         if job.status in TERMINAL or job.status == "validating_files":
             raise Conflict(f"job {job_id} is {job.status}; only a queued or running job can "
                            "be paused")
+        if job.requested == "cancel":  # a pause must not replace it: cancel wins
+            raise Conflict(f"job {job_id} is being cancelled; it cannot be paused",
+                           ["wait for it to end cancelled, then create a new job"])
         if job.status == "running":
             job.requested = "pause"
             _event(session, job.id, "Pause requested; saving a checkpoint and stopping")
@@ -249,6 +291,23 @@ def queue_counts(db: Database) -> dict[str, int]:
     return counts
 
 
+def tenant_usage(db: Database, tenant_id: str) -> dict[str, int]:
+    """What the tenant holds now, for its quota: ``running`` jobs, ``queued`` jobs (validating
+    files, queued or paused: unfinished and not running), ``files`` and their ``stored_bytes``
+    (uploads and results alike)."""
+    with db.session() as session:
+        by_status = {status: int(n) for status, n in session.execute(
+            select(Job.status, func.count()).where(Job.tenant_id == tenant_id,
+                                                   Job.status.in_((*WAITING, "running")))
+            .group_by(Job.status))}
+        files, stored = session.execute(
+            select(func.count(), func.coalesce(func.sum(File.bytes), 0))
+            .where(File.tenant_id == tenant_id)).one()
+    return {"running": by_status.get("running", 0),
+            "queued": sum(by_status.get(s, 0) for s in WAITING),
+            "files": int(files), "stored_bytes": int(stored)}
+
+
 def files_in_use(db: Database, file_id: str) -> int:
     """How many unfinished jobs read this file."""
     with db.session() as session:
@@ -321,15 +380,26 @@ def finish_validation(db: Database, job_id: str, worker_id: str,
         return True
 
 
-def claim_run(db: Database, worker_id: str, lease_s: float) -> Lease | None:
-    """The oldest queued job, now ``running`` under a new attempt leased to ``worker_id``."""
+def claim_run(db: Database, worker_id: str, lease_s: float,
+              max_running: dict[str, int] | None = None) -> Lease | None:
+    """The next queued job by the fair policy (module docstring), now ``running`` under a new
+    attempt leased to ``worker_id``; None when no tenant under its cap has a queued job.
+
+    ``max_running`` caps each tenant's running jobs by tenant name, ``""`` giving the cap of
+    tenants not named; None (or no entry for a tenant and no ``""``) means no cap.
+    """
     t = time.time()
     with db.session() as session:
-        job = session.scalars(select(Job).where(Job.status == "queued")
-                              .order_by(Job.order_key, Job.id).limit(1)
-                              .with_for_update(skip_locked=True)).first()
+        if db.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK})
+        job = _next_fair(session, max_running)
         if job is None:
             return None
+        # Never behind an earlier claim: a worker whose clock lags must not make its tenant
+        # look less recently served than the others.
+        newest = session.scalar(select(func.max(Tenant.last_served_at)))
+        session.execute(update(Tenant).where(Tenant.id == job.tenant_id)
+                        .values(last_served_at=max(t, (newest or 0.0) + 1e-3)))
         job.attempt += 1
         job.status, job.requested = "running", None
         job.lease_owner, job.lease_expires_at = worker_id, t + lease_s
@@ -337,6 +407,29 @@ def claim_run(db: Database, worker_id: str, lease_s: float) -> Lease | None:
         _event(session, job.id, f"Fine-tuning job started (attempt {job.attempt}, worker "
                f"{worker_id})", attempt=job.attempt)
         return Lease(job.id, job.attempt, worker_id)
+
+
+def _next_fair(session: Session, max_running: dict[str, int] | None) -> Job | None:
+    """The queued job to run next, locked: the least recently served tenant under its cap,
+    its highest priority, then its oldest job."""
+    running = {tenant_id: int(n) for tenant_id, n in session.execute(
+        select(Job.tenant_id, func.count()).where(Job.status == "running")
+        .group_by(Job.tenant_id))}
+    waiting = session.execute(
+        select(Tenant.id, Tenant.name)
+        .where(Tenant.id.in_(select(Job.tenant_id).where(Job.status == "queued")))
+        .order_by(Tenant.last_served_at.asc().nulls_first(), Tenant.id)).all()
+    for tenant_id, name in waiting:
+        cap = None if max_running is None else max_running.get(name, max_running.get(""))
+        if cap is not None and running.get(tenant_id, 0) >= cap:
+            continue
+        job = session.scalars(
+            select(Job).where(Job.tenant_id == tenant_id, Job.status == "queued")
+            .order_by(Job.priority.desc(), Job.order_key, Job.id).limit(1)
+            .with_for_update(skip_locked=True)).first()
+        if job is not None:
+            return job
+    return None
 
 
 def heartbeat(db: Database, lease: Lease, lease_s: float) -> str | None:
@@ -381,13 +474,22 @@ def record_checkpoint(db: Database, lease: Lease, step: int, name: str, model_pa
 
 def finish_attempt(db: Database, lease: Lease, status: str, *,
                    error: dict[str, Any] | None = None, message: str | None = None,
-                   level: str = "info", **fields: Any) -> None:
+                   level: str = "info", ran_s: float = 0.0, **fields: Any) -> str:
     """End the attempt (fenced): a final status, or ``paused`` / ``queued`` to go on later.
-    ``fields`` sets result columns (fine_tuned_model, trained_tokens, result_files)."""
+    ``ran_s`` (the attempt's wall time) is added to the job's ``run_s``; ``fields`` sets result
+    columns (fine_tuned_model, trained_tokens, result_files). Returns the status the job has
+    now: ``cancelled`` instead of ``paused`` or ``queued`` when a cancel is pending."""
     with db.session() as session:
         job = _fenced(session, lease)
+        job.run_s = (job.run_s or 0.0) + ran_s
         for key, value in fields.items():
             setattr(job, key, value)
+        if status in ("paused", "queued") and job.requested == "cancel":
+            why = "paused" if status == "paused" else "stopped by its worker"
+            _end(session, job, "cancelled")
+            _event(session, job.id, f"Fine-tuning job cancelled: the cancellation requested "
+                   f"while it was being {why} takes precedence", attempt=lease.attempt)
+            return job.status
         if status in TERMINAL:
             _end(session, job, status, error)
         else:
@@ -395,6 +497,7 @@ def finish_attempt(db: Database, lease: Lease, status: str, *,
             job.lease_owner = job.lease_expires_at = None
         if message:
             _event(session, job.id, message, level=level, attempt=lease.attempt)
+        return job.status
 
 
 def reap_expired(db: Database) -> list[str]:

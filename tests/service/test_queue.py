@@ -193,3 +193,172 @@ def test_concurrent_workers_never_claim_the_same_job(db, keys):
         t.join()
     assert sorted(c.job_id for c in claimed) == sorted(j.id for j in jobs)
     assert all(c.attempt == 1 for c in claimed)
+
+
+# ------------------------------------------------------------------------- fair claims
+
+
+def _tenant_of(db, lease):
+    return queue.get_job(db, None, lease.job_id).tenant_id
+
+
+def _drain(db, max_running=None):
+    leases = []
+    while (lease := queue.claim_run(db, "w", 30, max_running)) is not None:
+        leases.append(lease)
+    return leases
+
+
+def test_a_tenants_backlog_does_not_delay_another_tenants_job(db, keys):
+    _queued(db, keys.bob_tenant, 40)
+    (mine,) = _queued(db, keys.alice_tenant)
+    first_two = [queue.claim_run(db, "w", 30).job_id for _ in range(2)]
+    assert mine.id in first_two  # a global FIFO claimed it 41st
+
+
+def test_claims_go_round_robin_over_tenants(db, keys):
+    from preftune.service.auth import ensure_tenant
+
+    carol = ensure_tenant(db, "team-c")
+    for tenant in (keys.alice_tenant, keys.bob_tenant, carol):  # each tenant's jobs together
+        _queued(db, tenant, 3)
+    order = [_tenant_of(db, lease) for lease in _drain(db)]
+    assert len(order) == 9 and sorted(set(order[:3])) == sorted(
+        {keys.alice_tenant, keys.bob_tenant, carol})
+    assert order == order[:3] * 3
+
+
+def test_a_tenants_jobs_run_by_priority_then_age(db, keys):
+    jobs = [_queued(db, keys.alice_tenant, priority=p)[0] for p in (0, 5, 1, 5)]
+    claimed = [lease.job_id for lease in _drain(db)]
+    assert claimed == [jobs[1].id, jobs[3].id, jobs[2].id, jobs[0].id]
+
+
+def test_a_tenant_at_its_running_cap_is_skipped_while_others_are_served(db, keys):
+    from preftune.service.auth import ensure_tenant
+
+    carol = ensure_tenant(db, "team-c")
+    alice_jobs = _queued(db, keys.alice_tenant, 3)
+    _queued(db, keys.bob_tenant, 3)
+    _queued(db, carol, 1)
+    caps = {"team-a": 1, "team-c": 0, "": 2}  # team-b has the default cap
+    leases = _drain(db, caps)
+    assert sorted(_tenant_of(db, lease) for lease in leases) == sorted(
+        [keys.alice_tenant, keys.bob_tenant, keys.bob_tenant])
+    (alice_lease,) = [lease for lease in leases if lease.job_id in {j.id for j in alice_jobs}]
+    queue.finish_attempt(db, alice_lease, "succeeded")
+    assert _tenant_of(db, queue.claim_run(db, "w", 30, caps)) == keys.alice_tenant
+    assert queue.claim_run(db, "w", 30, caps) is None
+    assert len(_drain(db)) == 2 + 1  # no caps: the rest of alice's and carol's
+
+
+def test_tenant_usage_counts_jobs_and_stored_bytes(db, keys):
+    running, _, paused = _queued(db, keys.alice_tenant, 3)
+    _queued(db, keys.bob_tenant, 2)
+    _job(db, keys.alice_tenant)  # validating_files
+    queue.claim_run(db, "w", 30, {"team-b": 0})  # alice's oldest
+    queue.request_pause(db, keys.alice_tenant, paused.id)
+    queue.add_file(db, queue.new_id("file"), keys.alice_tenant, "a.jsonl", "fine-tune", 100,
+                   "a.jsonl")
+    queue.add_file(db, queue.new_id("file"), keys.alice_tenant, "metrics.jsonl",
+                   "fine-tune-results", 20, "m.jsonl")
+    assert queue.get_job(db, None, running.id).status == "running"
+    assert queue.tenant_usage(db, keys.alice_tenant) == {
+        "running": 1, "queued": 3, "files": 2, "stored_bytes": 120}
+    assert queue.tenant_usage(db, keys.bob_tenant) == {
+        "running": 0, "queued": 2, "files": 0, "stored_bytes": 0}
+
+
+# ------------------------------------------------------------------- cancel wins over pause
+
+
+def _events(db, job_id):
+    events, _ = queue.list_events(db, None, job_id, limit=100)
+    return [e.message for e in events]
+
+
+def test_a_cancel_after_a_pause_ends_the_job_cancelled(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    lease = queue.claim_run(db, "w", 30)
+    queue.request_pause(db, keys.alice_tenant, job.id)
+    assert queue.heartbeat(db, lease, 30) == "pause"  # the worker starts stopping to pause
+    assert queue.request_cancel(db, keys.alice_tenant, job.id).requested == "cancel"
+    ended = queue.finish_attempt(db, lease, "paused", message="Fine-tuning job paused at x")
+    row = queue.get_job(db, None, job.id)
+    assert ended == row.status == "cancelled" and row.finished_at is not None
+    assert row.requested is None and row.lease_owner is None
+    assert any("cancellation requested while it was being paused" in m
+               for m in _events(db, job.id))
+    with pytest.raises(Conflict, match="only a paused job"):
+        queue.request_resume(db, keys.alice_tenant, job.id)
+
+
+def test_a_pause_after_a_cancel_is_refused_and_the_cancel_stands(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    lease = queue.claim_run(db, "w", 30)
+    queue.request_cancel(db, keys.alice_tenant, job.id)
+    with pytest.raises(Conflict, match="is being cancelled; it cannot be paused"):
+        queue.request_pause(db, keys.alice_tenant, job.id)
+    assert queue.heartbeat(db, lease, 30) == "cancel"
+    assert queue.finish_attempt(db, lease, "cancelled") == "cancelled"
+
+
+def test_a_cancel_pending_when_the_worker_shuts_down_ends_the_job_cancelled(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    lease = queue.claim_run(db, "w", 30)
+    queue.request_cancel(db, keys.alice_tenant, job.id)
+    assert queue.finish_attempt(db, lease, "queued", message="The worker stopped") == "cancelled"
+    assert queue.get_job(db, None, job.id).status == "cancelled"
+    assert queue.claim_run(db, "w", 30) is None
+
+
+def test_a_paused_job_is_cancelled_at_once(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    lease = queue.claim_run(db, "w", 30)
+    queue.request_pause(db, keys.alice_tenant, job.id)
+    assert queue.finish_attempt(db, lease, "paused") == "paused"
+    assert queue.request_cancel(db, keys.alice_tenant, job.id).status == "cancelled"
+    assert queue.get_job(db, None, job.id).status == "cancelled"
+
+
+def test_a_lost_worker_with_a_cancel_after_a_pause_ends_cancelled(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    queue.claim_run(db, "w", 30)
+    queue.request_pause(db, keys.alice_tenant, job.id)
+    queue.request_cancel(db, keys.alice_tenant, job.id)
+    _expire(db, job.id)
+    assert queue.reap_expired(db) == [job.id]
+    assert queue.get_job(db, None, job.id).status == "cancelled"
+
+
+def test_run_seconds_add_up_over_attempts(db, keys):
+    (job,) = _queued(db, keys.alice_tenant)
+    queue.finish_attempt(db, queue.claim_run(db, "w", 30), "queued", ran_s=12.5)
+    queue.finish_attempt(db, queue.claim_run(db, "w", 30), "succeeded", ran_s=7.5)
+    assert queue.get_job(db, None, job.id).run_s == pytest.approx(20.0)
+
+
+# ------------------------------------------------------------------------- idempotency
+
+
+def test_an_idempotency_key_reused_with_another_request_is_refused(db, keys):
+    from preftune.service.queue import IdempotencyConflict
+
+    first, _ = _job(db, keys.alice_tenant, idempotency_key="k1", request_hash="a" * 64)
+    again, created = _job(db, keys.alice_tenant, idempotency_key="k1", request_hash="a" * 64)
+    assert again.id == first.id and not created
+    with pytest.raises(IdempotencyConflict, match="'k1' was already used to create job "
+                       f"{first.id} with a different request") as raised:
+        _job(db, keys.alice_tenant, idempotency_key="k1", request_hash="b" * 64)
+    assert isinstance(raised.value, Conflict)  # the API answers 409
+    assert "new Idempotency-Key" in raised.value.hints[0]
+    assert len(queue.list_jobs(db, keys.alice_tenant)[0]) == 1
+
+
+def test_enqueue_stores_priority_integrations_and_run_limit(db, keys):
+    integrations = [{"type": "wandb", "wandb": {"project": "p"}}]
+    job, _ = _job(db, keys.alice_tenant, priority=3, integrations=integrations, max_run_s=60.0,
+                  request_hash="c" * 64)
+    row = queue.get_job(db, None, job.id)
+    assert (row.priority, row.integrations, row.max_run_s, row.run_s, row.request_hash) == (
+        3, integrations, 60.0, 0.0, "c" * 64)
