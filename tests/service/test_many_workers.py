@@ -1,5 +1,6 @@
-"""Two worker processes on one PostgreSQL database drain 20 queued jobs: each job runs
-exactly once (one attempt, one process, one run directory) and all succeed."""
+"""Workers side by side: four claiming threads over three tenants with running caps never
+claim a job twice nor run a tenant over its cap (SQLite and PostgreSQL); two worker processes
+on one PostgreSQL database drain 20 queued jobs, each exactly once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -18,6 +20,53 @@ from preftune.service.pipeline import register_local_file
 from preftune.service.worker import validate_once
 
 JOBS = 20
+
+
+def test_concurrent_claims_respect_caps_and_claim_each_job_once(db):
+    """Each thread claims, holds the job a moment, finishes it. The recorded hold of a job
+    lies inside the time it was ``running`` in the database, so two overlapping holds of a
+    capped tenant beyond its cap prove two claims read the same free slot."""
+    from preftune.service.auth import ensure_tenant
+
+    caps = {"team-a": 1, "team-b": 2, "": 1}
+    tenants = {name: ensure_tenant(db, name) for name in ("team-a", "team-b", "team-c")}
+    jobs = {}
+    for name, tenant in tenants.items():
+        for _ in range(6):
+            job, _ = queue.enqueue(db, tenant_id=tenant, model="tiny", training_file="file-x",
+                                   validation_file=None, method={"type": "dpo"}, config={},
+                                   seed=1)
+            jobs[job.id] = name
+    while (claimed := queue.claim_validation(db, "validator", 30)) is not None:
+        queue.finish_validation(db, claimed.id, "validator", None)
+    holds: list[tuple[str, str, float, float]] = []  # (tenant, job, claimed, finishing)
+    lock = threading.Lock()
+
+    def work(worker: str) -> None:
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 1.0:  # others may still free a capped slot
+            lease = queue.claim_run(db, worker, 30, caps)
+            if lease is None:
+                time.sleep(0.01)
+                continue
+            idle_since = start = time.monotonic()
+            time.sleep(0.02)
+            with lock:
+                holds.append((jobs[lease.job_id], lease.job_id, start, time.monotonic()))
+            queue.finish_attempt(db, lease, "succeeded")
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(job for _, job, _, _ in holds) == sorted(jobs)  # each job claimed once
+    for name in tenants:
+        mine = [(start, end) for tenant, _, start, end in holds if tenant == name]
+        for start, _ in mine:
+            at_once = sum(1 for s, e in mine if s <= start < e)
+            assert at_once <= caps.get(name, caps[""]), (name, mine)
+    assert queue.queue_counts(db)["succeeded"] == len(jobs)
 
 
 @pytest.mark.postgres
