@@ -4,26 +4,43 @@
     <root>/jobs/<job id>/train.yaml       the job's TrainConfig (dataset paths filled in)
     <root>/jobs/<job id>/run/             the job's run directory (one for all attempts)
     <root>/jobs/<job id>/logs/attempt-N.log   what the training process printed
+    <root>/downloads/<job id>-<what>.tar.gz   a model as downloaded, built once, kept with
+                                              its job (and <job id>-<what>.lock beside it)
 
 No name a client sends ever becomes part of a path: file and job ids are generated here, and
 the only thing taken from a client's file name is a suffix from a fixed list.
+
+Whatever is written in pieces goes to a hidden temporary first and is renamed into place
+when complete. A temporary's name carries the host and process that write it
+(``files/.upload-<host>-<pid>-<random>``, ``downloads/.<name>-<host>-<pid>-<random>.tmp``),
+so ``clean_temporaries`` can tell, at start, which ones a killed process left behind.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import re
 import secrets
+import shutil
+import socket
 import tarfile
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from preftune.errors import DataError, UsageError
 from preftune.fsutil import fsync_dir
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
 _ID = re.compile(r"(file|ftjob)-[0-9a-f]{24}")
+# A download's name: <job id>-final or <job id>-<checkpoint name>.
+_ARCHIVE_NAME = re.compile(r"ftjob-[0-9a-f]{24}-[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# A temporary older than this is left over whoever wrote it (another host, a reused pid).
+TEMPORARY_MAX_AGE_S = 24 * 3600.0
 
 
 class TooLarge(UsageError):
@@ -41,6 +58,10 @@ class Store:
     @property
     def jobs_dir(self) -> Path:
         return self.root / "jobs"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.root / "downloads"
 
     def file_path(self, storage_name: str) -> Path:
         if Path(storage_name).name != storage_name or storage_name.startswith("."):
@@ -65,7 +86,7 @@ class Store:
         if not _ID.fullmatch(file_id):
             raise UsageError(f"bad file id {file_id!r}")
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.files_dir / f".upload-{secrets.token_hex(8)}"
+        partial = self.files_dir / f".upload-{_writer()}"
         size = 0
         head = b""
         try:
@@ -91,21 +112,166 @@ class Store:
             partial.unlink(missing_ok=True)
 
     def archive(self, source: Path, name: str) -> Path:
-        """``source`` (a model directory) as a new ``.tar.gz`` whose entries sit under
-        ``name/``; the caller deletes it when sent."""
-        scratch = self.root / "downloads"
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f".{name}-{secrets.token_hex(6)}.tar.gz"
-        try:
-            with tarfile.open(path, "w:gz", compresslevel=1) as tar:  # weights barely shrink
-                tar.add(source, arcname=name)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+        """``source`` (a model directory) as ``downloads/<name>.tar.gz``, entries under
+        ``name/``: built once, then reused by every download until ``source`` changes.
+
+        Concurrent requests wait on ``downloads/<name>.lock`` while one of them builds the
+        archive into a temporary that is renamed into place, so a download never reads a
+        half-written archive and N downloads make one archive, not N. The archive stays until
+        ``delete_job_dir`` removes it with its job: callers must not delete it.
+        """
+        if not _ARCHIVE_NAME.fullmatch(name):
+            raise UsageError(f"bad archive name {name!r}")
+        if not source.is_dir():
+            raise FileNotFoundError(f"no model directory {source} to archive")
+        self.downloads_dir.mkdir(parents=True, exist_ok=True)
+        final = self.downloads_dir / f"{name}.tar.gz"
+        with self._locked(name) as lock:
+            # The lock file holds the signature of the source the archive was built from.
+            signature = _signature(source)
+            lock.seek(0)
+            if final.exists() and lock.read().decode() == signature:
+                return final
+            partial = self.downloads_dir / f".{name}-{_writer()}.tmp"
+            try:
+                with partial.open("wb") as f:
+                    with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
+                        tar.add(source, arcname=name)  # weights barely shrink: level 1
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(partial, final)
+                fsync_dir(self.downloads_dir)
+            finally:
+                partial.unlink(missing_ok=True)
+            lock.seek(0)
+            lock.truncate()
+            lock.write(signature.encode())
+            lock.flush()
+        return final
+
+    def _locked(self, name: str) -> _ArchiveLock:
+        return _ArchiveLock(self.downloads_dir / f"{name}.lock")
+
+    def delete_job_dir(self, job_id: str) -> None:
+        """Remove the job's directory and its download archives.
+
+        The directory is first renamed aside (``jobs/.deleted-<job id>-...``), so that a crash
+        midway leaves no half-deleted job directory under the job's name;
+        ``clean_temporaries`` removes what a crash left aside.
+        """
+        job_dir = self.job_dir(job_id)
+        if job_dir.exists():
+            aside = self.jobs_dir / f".deleted-{job_id}-{_writer()}"
+            os.replace(job_dir, aside)
+            fsync_dir(self.jobs_dir)
+            shutil.rmtree(aside, ignore_errors=True)
+        if not self.downloads_dir.is_dir():
+            return
+        for lock_path in sorted(self.downloads_dir.glob(f"{job_id}-*.lock")):
+            name = lock_path.name.removesuffix(".lock")
+            with self._locked(name):  # not while a download is being built
+                (self.downloads_dir / f"{name}.tar.gz").unlink(missing_ok=True)
+                lock_path.unlink(missing_ok=True)
+        for stray in self.downloads_dir.glob(f"{job_id}-*.tar.gz"):  # its lock already gone
+            stray.unlink(missing_ok=True)
+
+    def clean_temporaries(self, max_age_s: float = TEMPORARY_MAX_AGE_S) -> list[Path]:
+        """Remove what killed processes left: partial uploads and archives of this host whose
+        process is gone, any older than ``max_age_s`` (another host's, a reused pid), and job
+        directories a deletion had set aside. Returns the paths removed.
+
+        Safe while other processes of the service run: a live process's temporaries are
+        younger than a day and name a pid that is alive.
+        """
+        removed: list[Path] = []
+        cutoff = time.time() - max_age_s
+        for path in self._temporaries():
+            try:
+                old = path.lstat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if old or _left_by_dead_process(path.name.removesuffix(".tmp")):
+                path.unlink(missing_ok=True)
+                removed.append(path)
+        if self.jobs_dir.is_dir():
+            for aside in self.jobs_dir.glob(".deleted-*"):
+                shutil.rmtree(aside, ignore_errors=True)
+                removed.append(aside)
+        return removed
+
+    def _temporaries(self) -> Iterator[Path]:
+        if self.files_dir.is_dir():
+            yield from self.files_dir.glob(".upload-*")
+        if self.downloads_dir.is_dir():
+            yield from (p for p in self.downloads_dir.iterdir() if p.name.startswith("."))
 
     def delete(self, storage_name: str) -> None:
         self.file_path(storage_name).unlink(missing_ok=True)
+
+
+class _ArchiveLock:
+    """An exclusive ``flock`` on a download's lock file, open for reading and writing.
+
+    ``delete_job_dir`` unlinks lock files; a process that opened one just before waits on a
+    file no longer in the directory, so after the lock is granted the path is checked to
+    still name the file locked, and opened again if not.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[bytes] | None = None
+
+    def __enter__(self) -> IO[bytes]:
+        while True:
+            handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                current = None
+            if current is not None and current.st_ino == os.fstat(handle).st_ino:
+                self.file = os.fdopen(handle, "r+b")
+                return self.file
+            os.close(handle)  # releases the lock of the unlinked file
+
+    def __exit__(self, *exc: object) -> None:
+        if self.file is not None:
+            self.file.close()  # releases the lock
+
+
+def _writer() -> str:
+    """``<host>-<pid>-<random>``: whose a temporary is, for ``Store.clean_temporaries``."""
+    return f"{_host()}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "host"
+
+
+def _left_by_dead_process(stem: str) -> bool:
+    """Whether ``stem`` (``...-<host>-<pid>-<random>``) names this host and a pid that has
+    exited. ``_host`` has no dash, so the last ``-<host>-`` in the name is the host's."""
+    head, _, rest = stem.rpartition(f"-{_host()}-")
+    pid, _, _ = rest.partition("-")
+    if not head or not pid.isdigit() or int(pid) <= 0:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def _signature(source: Path) -> str:
+    """What a download's archive was built from: every file's path, size and mtime."""
+    digest = hashlib.sha256()
+    for path in sorted(source.rglob("*")):
+        stat = path.lstat()
+        digest.update(f"{path.relative_to(source)}\0{stat.st_size}\0{stat.st_mtime_ns}\n"
+                      .encode())
+    return digest.hexdigest()
 
 
 def storage_suffix(client_name: str | None, head: bytes) -> str:
