@@ -37,6 +37,8 @@ from preftune.fsutil import fsync_dir
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
 _ID = re.compile(r"(file|ftjob)-[0-9a-f]{24}")
+_JOB_ID = re.compile(r"ftjob-[0-9a-f]{24}")
+_ARCHIVE_OF = re.compile(r"(ftjob-[0-9a-f]{24})-")
 # A download's name: <job id>-final or <job id>-<checkpoint name>.
 _ARCHIVE_NAME = re.compile(r"ftjob-[0-9a-f]{24}-[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 # A temporary older than this is left over whoever wrote it (another host, a reused pid).
@@ -174,6 +176,16 @@ class Store:
                 lock_path.unlink(missing_ok=True)
         for stray in self.downloads_dir.glob(f"{job_id}-*.tar.gz"):  # its lock already gone
             stray.unlink(missing_ok=True)
+
+    def job_ids_on_disk(self) -> set[str]:
+        """Ids of the jobs that have a directory or a download archive here."""
+        found: set[str] = set()
+        if self.jobs_dir.is_dir():
+            found.update(p.name for p in self.jobs_dir.iterdir() if _JOB_ID.fullmatch(p.name))
+        if self.downloads_dir.is_dir():  # <job id>-<what>.tar.gz and .lock
+            found.update(m.group(1) for p in self.downloads_dir.iterdir()
+                         if (m := _ARCHIVE_OF.match(p.name)))
+        return found
 
     def clean_temporaries(self, max_age_s: float = TEMPORARY_MAX_AGE_S) -> list[Path]:
         """Remove what killed processes left: partial uploads and archives of this host whose
