@@ -23,11 +23,13 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from preftune.errors import DataError, PreftuneError, UsageError
+from preftune.service import retention
 from preftune.service.auth import RateLimiter
 from preftune.service.db import Database
 from preftune.service.deps import ApiError, Service
 from preftune.service.jobspec import InvalidRequest
-from preftune.service.queue import Conflict, NotFound
+from preftune.service.limits import ServiceConfig
+from preftune.service.queue import Conflict, IdempotencyConflict, NotFound
 from preftune.service.routes import files, health, jobs
 from preftune.service.store import Store, TooLarge
 
@@ -39,21 +41,27 @@ OTHER_BODY_LIMIT = 2**20
 RESTART_S = 5.0  # before a worker or validator loop that failed starts again
 
 
-def create_app(db: Database, store: Store, *, max_upload_bytes: int = 512 * 2**20,
-               rate_limit_per_minute: int = 600, embedded_workers: int = 0,
+def create_app(db: Database, store: Store, *, config: ServiceConfig | None = None,
+               max_upload_bytes: int = 512 * 2**20, rate_limit_per_minute: int = 600,
+               embedded_workers: int = 0,
                worker_options: dict[str, Any] | None = None) -> FastAPI:
-    """The API over ``db`` (already migrated) and ``store``.
+    """The API over ``db`` (already migrated) and ``store``, under the operator's ``config``
+    (limits, quotas, the metrics token; defaults without one).
 
     While it is up (its lifespan), the app runs a ``Validator`` thread, so new jobs get their
-    files checked even with no worker, and ``embedded_workers`` ``Worker`` threads given
-    ``worker_options``.
+    files checked even with no worker, a thread that applies ``config.retention``, and
+    ``embedded_workers`` ``Worker`` threads given ``worker_options``; validator and workers
+    get ``config`` too.
     """
+    config = config or ServiceConfig()
+    options = {**(worker_options or {}), "config": config}
     app = FastAPI(
         title="preftune", version=metadata.version("preftune"),
         description="Preference fine-tuning jobs, shaped like OpenAI's fine-tuning API.",
-        lifespan=_lifespan(db, store, embedded_workers, dict(worker_options or {})))
+        lifespan=_lifespan(db, store, embedded_workers, options))
     app.state.service = Service(db, store, RateLimiter(rate_limit_per_minute),
-                                rate_limit_per_minute, max_upload_bytes)
+                                rate_limit_per_minute, max_upload_bytes, config,
+                                RateLimiter(config.failed_auth_per_minute))
     app.add_middleware(BodyLimit, upload_limit=max_upload_bytes + FORM_OVERHEAD)
     _handle_errors(app)
     app.include_router(health.router)
@@ -86,9 +94,11 @@ def _start_loops(db: Database, store: Store, workers: int, options: dict[str, An
     # Imported here: the API itself does not need the worker's machinery.
     from preftune.service.worker import Validator, Worker
 
-    validator_options = {k: v for k, v in options.items() if k in ("lease_s", "poll_s")}
+    validator_options = {k: v for k, v in options.items()
+                         if k in ("lease_s", "poll_s", "config")}
     loops: list[tuple[str, Callable[[threading.Event], None]]] = [
-        ("preftune-validator", Validator(db, store, **validator_options).run)]
+        ("preftune-validator", Validator(db, store, **validator_options).run),
+        ("preftune-retention", _retention(db, store, options["config"]))]
     loops += [(f"preftune-worker-{i}", Worker(db, store, **options).run) for i in range(workers)]
     threads = []
     for name, run in loops:
@@ -97,6 +107,21 @@ def _start_loops(db: Database, store: Store, workers: int, options: dict[str, An
         thread.start()
         threads.append(thread)
     return threads
+
+
+def _retention(db: Database, store: Store, config: ServiceConfig
+               ) -> Callable[[threading.Event], None]:
+    """A loop that deletes, every ``retention.sweep_every_s``, the jobs and files the
+    retention policy lets go and the bytes no row names (``retention.sweep``)."""
+    def run(stop: threading.Event) -> None:
+        while not stop.is_set():
+            counts = retention.sweep(db, store, config.retention)
+            if any(counts.values()):
+                log.info("retention: deleted %(jobs)d jobs, %(files)d files and %(orphans)d "
+                         "orphaned directories or files", counts)
+            stop.wait(config.retention.sweep_every_s)
+
+    return run
 
 
 def _supervised(name: str, run: Callable[[threading.Event], None],
@@ -212,6 +237,7 @@ def _handle_errors(app: FastAPI) -> None:
     mapping: list[tuple[type[PreftuneError], int, str | None, str | None]] = [
         (NotFound, 404, None, "not_found"),
         (Conflict, 409, None, "conflict"),
+        (IdempotencyConflict, 409, None, "idempotency_key_reused"),
         (TooLarge, 413, "file", "file_too_large"),
         (InvalidRequest, 400, None, "invalid_value"),
         (DataError, 400, "file", "invalid_file"),
@@ -222,7 +248,7 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
-        return JSONResponse(_body(e.message, e.type, code=e.code), status_code=e.status,
+        return JSONResponse(_body(e.message, e.type, e.param, e.code), status_code=e.status,
                             headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -266,8 +292,10 @@ def _project_handler(status: int, param: str | None, code: str | None
                      ) -> Callable[[Request, Exception], Any]:
     async def handle(_: Request, e: Exception) -> JSONResponse:
         assert isinstance(e, PreftuneError)
+        # An InvalidRequest names the field, and says why it is refused.
         named = e.param if isinstance(e, InvalidRequest) else param
-        return JSONResponse(_body(_text(e), "invalid_request_error", named, code),
+        coded = e.code if isinstance(e, InvalidRequest) else code
+        return JSONResponse(_body(_text(e), "invalid_request_error", named, coded),
                             status_code=status)
 
     return handle

@@ -28,10 +28,11 @@ _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key and the tenant it belongs to."""
+    """Who is calling: the key and the tenant it belongs to (its name picks its quota)."""
 
     key_id: str
     tenant_id: str
+    tenant_name: str
 
 
 def hash_key(secret: str) -> str:
@@ -65,11 +66,13 @@ def create_key(db: Database, name: str, tenant: str | None = None) -> tuple[ApiK
 def authenticate(db: Database, secret: str) -> Principal | None:
     """The key's principal, or None for an unknown, wrong or revoked key."""
     with db.session() as session:
-        key = session.scalars(select(ApiKey).where(ApiKey.prefix == secret[:_LOOKUP])).first()
+        found = session.execute(select(ApiKey, Tenant.name).join(Tenant)
+                                .where(ApiKey.prefix == secret[:_LOOKUP])).first()
+    key, tenant_name = found if found is not None else (None, "")
     good = hmac.compare_digest(key.key_hash if key else _DUMMY_HASH, hash_key(secret))
     if key is None or not good or key.revoked_at is not None:
         return None
-    return Principal(key.id, key.tenant_id)
+    return Principal(key.id, key.tenant_id, tenant_name)
 
 
 def list_keys(db: Database) -> list[tuple[ApiKey, str]]:
@@ -90,27 +93,51 @@ def revoke_key(db: Database, key_id: str) -> ApiKey:
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to that many.
+    """A token bucket per key (an API key, a client address): ``per_minute`` a minute, bursts
+    up to that many.
 
-    Kept in the server's memory: each server process limits on its own.
+    Kept in the server's memory: each server process limits on its own. Buckets that have
+    refilled are forgotten once there are many, so a stream of new addresses cannot grow it
+    without bound.
     """
+
+    PRUNE_AT = 10_000
 
     def __init__(self, per_minute: int) -> None:
         self.rate = per_minute / 60.0
         self.capacity = float(per_minute)
         self.buckets: dict[str, tuple[float, float]] = {}
         self.lock = threading.Lock()
+        self.prune_at = self.PRUNE_AT
 
     def allow(self, key: str) -> float:
-        """0 if the request may go ahead, else the seconds to wait before the next one."""
+        """0 if the request may go ahead (it takes a token), else the seconds to wait."""
         if self.rate <= 0:
             return 0.0
         with self.lock:
             t = time.monotonic()
-            tokens, last = self.buckets.get(key, (self.capacity, t))
-            tokens = min(self.capacity, tokens + (t - last) * self.rate)
+            tokens = self._tokens(key, t)
             if tokens >= 1.0:
-                self.buckets[key] = (tokens - 1.0, t)
+                self._set(key, tokens - 1.0, t)
                 return 0.0
-            self.buckets[key] = (tokens, t)
+            self._set(key, tokens, t)
             return (1.0 - tokens) / self.rate
+
+    def wait(self, key: str) -> float:
+        """The seconds until ``key`` has a token again (0: it has one); takes none."""
+        if self.rate <= 0:
+            return 0.0
+        with self.lock:
+            tokens = self._tokens(key, time.monotonic())
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def _tokens(self, key: str, t: float) -> float:
+        tokens, last = self.buckets.get(key, (self.capacity, t))
+        return min(self.capacity, tokens + (t - last) * self.rate)
+
+    def _set(self, key: str, tokens: float, t: float) -> None:
+        self.buckets[key] = (tokens, t)
+        if len(self.buckets) >= self.prune_at:
+            self.buckets = {k: v for k, v in self.buckets.items()
+                            if v[0] + (t - v[1]) * self.rate < self.capacity}
+            self.prune_at = max(self.PRUNE_AT, 2 * len(self.buckets))

@@ -64,7 +64,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {400: "Invalid request", 401: "Missing or invalid API key",
                  404: "No such object (for this API key's organization)",
                  409: "The object's state does not allow this", 413: "Request body too large",
-                 422: "Request does not match the schema", 429: "Rate limit exceeded"}
+                 422: "Request does not match the schema",
+                 429: "Rate limit exceeded, too many failed key checks, or over a quota"}
     every = sorted({401, 413, 422, 429, *statuses})
     return {status: {"model": ErrorResponse, "description": described[status]}
             for status in every}
@@ -114,8 +115,41 @@ class MethodCreate(BaseModel):
     type: Text = "dpo"
 
 
+class WandbSettings(BaseModel):
+    """Where a job's metrics go in Weights & Biases (OpenAI's ``wandb`` integration)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(printable)]
+    name: Annotated[str, Field(max_length=128), AfterValidator(printable)] | None = None
+    entity: Annotated[str, Field(max_length=128), AfterValidator(printable)] | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=64),
+                         AfterValidator(printable)]] | None = Field(None, max_length=50)
+
+    @field_validator("tags", mode="after")
+    @classmethod
+    def _no_commas(cls, tags: list[str] | None) -> list[str] | None:
+        """Tags reach wandb as WANDB_TAGS, a comma-separated list."""
+        if tags and any("," in tag for tag in tags):
+            raise ValueError("a tag cannot contain a comma")
+        return tags
+
+
+class IntegrationCreate(BaseModel):
+    """``{"type": "wandb", "wandb": {"project": ...}}``, as OpenAI's API takes it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["wandb"]
+    wandb: WandbSettings
+
+
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+
 class JobCreate(BaseModel):
-    """A fine-tuning job request. ``config`` and ``max_attempts`` are preftune extensions."""
+    """A fine-tuning job request. ``config``, ``max_attempts`` and ``priority`` are preftune
+    extensions."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -130,12 +164,18 @@ class JobCreate(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     suffix: Suffix | None = None
     metadata: dict[MetadataKey, MetadataValue] | None = Field(None, max_length=16)
-    integrations: list[Any] | None = Field(None, description="Not supported: only an empty "
-                                           "list (or null) is accepted.")
+    integrations: list[IntegrationCreate] | None = Field(
+        None, max_length=4, description="Trackers that get the job's metrics: wandb, with the "
+        "credentials the server's operator set for your organization.")
     config: dict[str, Any] | None = Field(None, description="preftune extension: any "
-                                          "TrainConfig option except data and output paths.")
-    max_attempts: int | None = Field(None, ge=1, le=10, description="preftune extension: "
-                                     "attempts a job gets when workers die under it.")
+                                          "TrainConfig option except data and output paths "
+                                          "and trackers (see integrations).")
+    max_attempts: int | None = Field(None, ge=1, description="preftune extension: attempts a "
+                                     "job gets when workers die under it (at most the "
+                                     "server's limits.max_attempts).")
+    priority: int = Field(0, ge=PRIORITY_MIN, le=PRIORITY_MAX, description="preftune "
+                          "extension: among your organization's queued jobs, higher runs "
+                          "first (other organizations' jobs are not affected).")
 
     @field_validator("method", "hyperparameters", "config", mode="after")
     @classmethod
@@ -175,7 +215,8 @@ class Hyperparameters(BaseModel):
 
 
 class JobPublic(BaseModel):
-    """The ``fine_tuning.job`` object; ``attempt`` and ``config`` are preftune extensions."""
+    """The ``fine_tuning.job`` object; ``attempt``, ``priority`` and ``config`` are preftune
+    extensions."""
 
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
@@ -193,12 +234,14 @@ class JobPublic(BaseModel):
     training_file: str
     validation_file: str | None
     estimated_finish: None = None
-    integrations: list[Any] = Field(default_factory=list)
+    integrations: list[dict[str, Any]] = Field(default_factory=list)
     metadata: dict[str, str] | None
     method: dict[str, Any]
     user_provided_suffix: str | None
     attempt: int = Field(description="preftune extension: runs started so far (a worker "
                          "lost midway resumes under the next).")
+    priority: int = Field(0, description="preftune extension: its rank among your "
+                          "organization's queued jobs (higher first).")
     config: dict[str, Any] = Field(description="preftune extension: the training options the "
                                    "job runs with.")
 
@@ -217,9 +260,18 @@ class JobPublic(BaseModel):
             trained_tokens=job.trained_tokens, training_file=job.training_file,
             validation_file=job.validation_file, metadata=job.metadata_, method=job.method,
             user_provided_suffix=job.suffix, attempt=job.attempt,
+            integrations=list(job.integrations or []), priority=job.priority or 0,
             # A job tuned from an ft: model has that model's directory as config["model"]:
             # a server path, which clients see as the name they asked for.
             config={**job.config, "model": job.model})
+
+
+class JobDeleted(BaseModel):
+    """What deleting a job answers (the shape of OpenAI's file and model deletions)."""
+
+    id: str
+    object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    deleted: bool
 
 
 class JobList(BaseModel):

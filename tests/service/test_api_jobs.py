@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from preftune.service import queue
 from preftune.service.app import create_app
 from preftune.service.db import Database
+from preftune.service.limits import Retention, ServiceConfig
 
 PAIRS = "".join(json.dumps({"prompt": f"q{i}", "chosen": "yes", "rejected": "no"}) + "\n"
                 for i in range(4)).encode()
@@ -107,8 +108,8 @@ def test_top_level_hyperparameters_mean_a_dpo_method(create):
     ({"validation_file": "file-nope"}, "validation_file", "'file-nope'"),
     ({"model": "/home/me/model"}, "model", "not a model name"),
     ({"model": "ft:tiny:x:ftjob-000000000000000000000000"}, "model", "not a fine-tuned"),
-    ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations",
-     "not supported"),
+    ({"integrations": [{"type": "wandb", "wandb": {"project": "p"}}]}, "integrations.0.type",
+     "not enabled for your organization"),
     ({"config": {"seed": 2**40}}, "config.seed", "out of range"),
 ])
 def test_a_bad_request_is_a_400_naming_the_field(create, fields, param, words):
@@ -127,7 +128,10 @@ def test_a_bad_request_is_a_400_naming_the_field(create, fields, param, words):
     ({"metadata": {"k": "a\x00b"}}, "metadata.k"),
     ({"metadata": {"k\n": "v"}}, "metadata.k\n.[key]"),
     ({"seed": -1}, "seed"),
-    ({"max_attempts": 11}, "max_attempts"),
+    ({"max_attempts": 0}, "max_attempts"),
+    ({"priority": 101}, "priority"),
+    ({"integrations": [{"type": "wandb", "wandb": {}}]}, "integrations.0.wandb.project"),
+    ({"integrations": [{"type": "comet", "comet": {"project": "p"}}]}, "integrations.0.type"),
     ({"model": "tiny\x00"}, "model"),
     ({"unknown": 1}, "unknown"),
     ({"config": {"weight_decay": float("inf")}}, "config"),
@@ -163,12 +167,22 @@ def test_an_ft_model_trains_on_from_that_jobs_final_weights(create, db, store):
 
 
 def test_an_idempotency_key_returns_the_first_job(create, keys, client, training_file):
-    first = create(headers={"Idempotency-Key": "k-1"})
-    again = create(headers={"Idempotency-Key": "k-1"}, suffix="ignored")
+    first = create(headers={"Idempotency-Key": "k-1"}, suffix="mine")
+    again = create(headers={"Idempotency-Key": "k-1"}, suffix="mine")
     assert (first.status_code, again.status_code) == (200, 200)
     assert again.json()["id"] == first.json()["id"]
-    assert again.json()["user_provided_suffix"] is None
     assert create(headers={"Idempotency-Key": "k-2"}).json()["id"] != first.json()["id"]
+
+
+def test_an_idempotency_key_reused_with_another_request_is_a_409(create, db, keys):
+    first = create(headers={"Idempotency-Key": "k-1"}).json()
+    r = create(headers={"Idempotency-Key": "k-1"}, suffix="another")
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["code"] == "idempotency_key_reused"
+    assert "'k-1'" in error["message"] and first["id"] in error["message"]
+    assert "new Idempotency-Key" in error["message"]
+    assert len(queue.list_jobs(db, keys.alice_tenant)[0]) == 1
 
 
 # ------------------------------------------------------------------------------------ list
@@ -250,6 +264,30 @@ def test_unknown_jobs_are_404(client, keys):
     r = client.post(job_url("ftjob-nope", "cancel"), headers=auth(keys.alice))
     assert r.status_code == 404
     assert "ftjob-nope" in r.json()["error"]["message"]
+
+
+def test_delete_removes_an_ended_job_and_what_it_made(client, create, keys, db, store):
+    job_id = create().json()["id"]
+    r = client.delete(job_url(job_id), headers=auth(keys.alice))
+    assert r.status_code == 409, "a job still validating its files cannot be deleted"
+    assert "cancel it first" in r.json()["error"]["message"]
+    validated(db, job_id)
+    lease = queue.claim_run(db, "test-worker", 30)
+    results = "file-" + "2" * 24
+    queue.add_file(db, results, keys.alice_tenant, "metrics.jsonl", "fine-tune-results", 1,
+                   "results.jsonl")
+    queue.finish_attempt(db, lease, "succeeded", fine_tuned_model=f"ft:tiny:x:{job_id}",
+                         result_files=[results])
+    (store.run_dir(job_id) / "final").mkdir(parents=True)
+
+    assert client.delete(job_url(job_id), headers=auth(keys.bob)).status_code == 404
+    r = client.delete(job_url(job_id), headers=auth(keys.alice))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"id": job_id, "object": "fine_tuning.job", "deleted": True}
+    for path in (job_url(job_id), job_url(job_id, "events"), f"/v1/files/{results}"):
+        assert client.get(path, headers=auth(keys.alice)).status_code == 404
+    assert not store.job_dir(job_id).exists()
+    assert client.delete(job_url(job_id), headers=auth(keys.alice)).status_code == 404
 
 
 @pytest.mark.parametrize("after", ["ftevent-" + "9" * 30, "ftevent-x", "ftckpt-1"])
@@ -341,7 +379,11 @@ def test_downloads_need_a_succeeded_job_and_a_checkpoint_on_disk(client, create,
     assert r.headers["content-type"] == "application/gzip"
     with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tar:
         assert tar.getnames() == [f"{job_id}-step-2", f"{job_id}-step-2/adapter_config.json"]
-    assert not list((store.root / "downloads").iterdir())  # the archive was removed
+    # The store keeps the archive for the next download: it is not deleted after sending.
+    (archive,) = (store.root / "downloads").glob("*.tar.gz")
+    assert client.get(job_url(job_id, f"checkpoints/{ckpt.id}/content"),
+                      headers=auth(keys.alice)).content == r.content
+    assert archive.is_file()
 
 
 # ----------------------------------------------------------------------------- lifespan
@@ -358,7 +400,8 @@ def test_the_server_validates_files_even_without_workers(db, store, keys):
             ids.append(client.post("/v1/fine_tuning/jobs", headers=auth(keys.alice),
                                    json={"model": "tiny", "training_file": file_id}
                                    ).json()["id"])
-        deadline = time.monotonic() + 30
+        # Each validation is a child process that imports the data layer (and torch).
+        deadline = time.monotonic() + 120
         while True:
             jobs = [client.get(job_url(i), headers=auth(keys.alice)).json() for i in ids]
             if all(j["status"] != "validating_files" for j in jobs):
@@ -373,10 +416,28 @@ def test_the_server_validates_files_even_without_workers(db, store, keys):
     assert queue.live_workers(db, 60) == 0
 
 
+def test_the_server_applies_the_retention_policy(db, store, keys):
+    config = ServiceConfig(retention=Retention(jobs_days=1e-9, sweep_every_s=0.05))
+    with TestClient(create_app(db, store, config=config,
+                               worker_options={"poll_s": 0.05})) as client:
+        file_id = client.post("/v1/files", headers=auth(keys.alice),
+                              data={"purpose": "fine-tune"},
+                              files={"file": ("pairs.jsonl", PAIRS)}).json()["id"]
+        ended = client.post("/v1/fine_tuning/jobs", headers=auth(keys.alice),
+                            json={"model": "tiny", "training_file": file_id}).json()["id"]
+        client.post(job_url(ended, "cancel"), headers=auth(keys.alice))
+        deadline = time.monotonic() + 30
+        while client.get(job_url(ended), headers=auth(keys.alice)).status_code != 404:
+            assert time.monotonic() < deadline, "the ended job was never deleted"
+            time.sleep(0.05)
+        assert client.get(f"/v1/files/{file_id}", headers=auth(keys.alice)).status_code == 200
+
+
 # ------------------------------------------------------------------------ health, metrics
 
 
-def test_health_and_metrics_need_no_key(client, create, db):
+def test_health_needs_no_key_and_metrics_the_metrics_token(db, store, create):
+    client = TestClient(create_app(db, store, config=ServiceConfig(metrics_token="m-token")))
     assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
     queued = create().json()["id"]
     validated(db, queued)
@@ -385,7 +446,7 @@ def test_health_and_metrics_need_no_key(client, create, db):
     queue.request_cancel(db, None, cancelled)
     queue.register_worker(db, "w-1", "host", 1)
 
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers=auth("m-token"))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     samples = dict(line.rsplit(" ", 1) for line in r.text.splitlines()
@@ -401,10 +462,10 @@ def test_health_and_metrics_need_no_key(client, create, db):
 
 def test_health_is_503_without_a_database(store):
     down = Database("postgresql://nobody@127.0.0.1:9/none?connect_timeout=2")
-    client = TestClient(create_app(down, store))
+    client = TestClient(create_app(down, store, config=ServiceConfig(metrics_token="m")))
     r = client.get("/healthz")
     assert r.status_code == 503
     assert r.json()["status"] == "unavailable"
     assert "127.0.0.1" not in r.text
-    assert client.get("/metrics").status_code == 503
+    assert client.get("/metrics", headers=auth("m")).status_code == 503
     down.dispose()

@@ -15,8 +15,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from preftune.service import queue
+from preftune.service.auth import Principal
 from preftune.service.db import File
-from preftune.service.deps import CurrentPrincipal, Service, ServiceDep
+from preftune.service.deps import CurrentPrincipal, Service, ServiceDep, quota_exceeded
 from preftune.service.jobspec import InvalidRequest
 from preftune.service.schemas import (
     ID_PATTERN,
@@ -25,7 +26,7 @@ from preftune.service.schemas import (
     FilePublic,
     error_responses,
 )
-from preftune.service.store import display_name
+from preftune.service.store import TooLarge, display_name
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -47,7 +48,7 @@ _UPLOAD_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {
 
 
 @router.post("", response_model=FilePublic, openapi_extra=_UPLOAD_FORM,
-             responses=error_responses(400))
+             responses=error_responses(400, 429))
 async def create_file(request: Request, principal: CurrentPrincipal,
                       service: ServiceDep) -> FilePublic:
     """Upload a dataset: multipart with ``file`` and ``purpose=fine-tune``."""
@@ -61,19 +62,40 @@ async def create_file(request: Request, principal: CurrentPrincipal,
             raise InvalidRequest("no file in the request: expected a multipart part named "
                                  "'file' holding the data", "file",
                                  ["send multipart/form-data with the fields file and purpose"])
-        row = await run_in_threadpool(_store_upload, service, principal.tenant_id, upload)
+        row = await run_in_threadpool(_store_upload, service, principal, upload)
     return FilePublic.from_row(row)
 
 
-def _store_upload(service: Service, tenant_id: str, upload: UploadFile) -> File:
-    """Stream the spooled part into the store, then record it; no row without bytes."""
+def _store_upload(service: Service, principal: Principal, upload: UploadFile) -> File:
+    """Stream the spooled part into the store, then record it; no row without bytes.
+
+    The tenant's quota is checked first (``max_files``), and the stream is cut off at the
+    smaller of the upload limit and what is left of ``max_stored_mb``, so an upload over its
+    quota is never stored whole.
+    """
+    quota = service.config.quota_for(principal.tenant_name)
+    usage = queue.tenant_usage(service.db, principal.tenant_id)
+    if usage["files"] >= quota.max_files:
+        raise quota_exceeded(f"your organization stores {usage['files']} files; its quota is "
+                             f"max_files={quota.max_files}", "max_files",
+                             "delete files you no longer need: DELETE /v1/files/{id}", "file")
+    room = quota.max_stored_mb * 2**20 - usage["stored_bytes"]
     file_id = queue.new_id("file")
     chunks = iter(lambda: upload.file.read(CHUNK), b"")
-    storage_name, size = service.store.save(file_id, chunks, upload.filename,
-                                            service.max_upload_bytes)
     try:
-        return queue.add_file(service.db, file_id, tenant_id, display_name(upload.filename),
-                              PURPOSE, size, storage_name)
+        storage_name, size = service.store.save(file_id, chunks, upload.filename,
+                                                min(service.max_upload_bytes, max(room, 0)))
+    except TooLarge:
+        if room >= service.max_upload_bytes:
+            raise
+        raise quota_exceeded(
+            f"this file would take your organization's files past its quota of "
+            f"max_stored_mb={quota.max_stored_mb} MiB ({max(room, 0):,} bytes are left)",
+            "max_stored_mb", "delete files you no longer need: DELETE /v1/files/{id}",
+            "file") from None
+    try:
+        return queue.add_file(service.db, file_id, principal.tenant_id,
+                              display_name(upload.filename), PURPOSE, size, storage_name)
     except BaseException:
         service.store.delete(storage_name)
         raise

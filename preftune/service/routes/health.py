@@ -1,16 +1,22 @@
-"""``/healthz`` and ``/metrics``: for load balancers and Prometheus, without a key."""
+"""``/healthz`` for load balancers, without a key; ``/metrics`` for the operator's
+Prometheus, with the metrics token (it counts every tenant's jobs, so no tenant key opens it).
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from preftune import settings
 from preftune.service import queue
-from preftune.service.deps import ServiceDep
+from preftune.service.deps import ApiError, ServiceDep, check_address, failed_check
 from preftune.service.schemas import Health
 
 router = APIRouter(tags=["health"])
@@ -39,9 +45,39 @@ def healthz(service: ServiceDep) -> Health | JSONResponse:
     return Health(status="ok", database="ok")
 
 
+metrics_bearer = HTTPBearer(auto_error=False, scheme_name="MetricsToken",
+                            description="The operator's metrics token (metrics_token in the "
+                            "service config, or PREFTUNE_METRICS_TOKEN); not an API key.")
+TOKEN_HINT = ("the operator sets one with metrics_token in the service config, "
+              "--metrics-token or PREFTUNE_METRICS_TOKEN, and gives it to Prometheus as its "
+              "bearer token")
+
+
+def check_metrics_token(
+    request: Request, service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
+) -> None:
+    """401 unless the request carries the metrics token (compared in constant time); a
+    wrong token counts as a failed key check of the caller's address."""
+    check_address(request, service)
+    token = service.config.metrics_token or settings.metrics_token()
+    if token is None:
+        raise ApiError(401, f"/metrics is closed: this server has no metrics token\nhint: "
+                       f"{TOKEN_HINT}", type="authentication_error",
+                       code="no_metrics_token")
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
+        failed_check(request, service)
+        raise ApiError(401, "/metrics needs the header 'Authorization: Bearer <metrics "
+                       f"token>'\nhint: {TOKEN_HINT}", type="authentication_error",
+                       code="invalid_metrics_token")
+
+
 @router.get("/metrics", response_class=PlainTextResponse,
+            dependencies=[Depends(check_metrics_token)],
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text format"},
+                       401: {"description": "No metrics token, or a wrong one"},
                        503: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "The database is unreachable"}})
 def metrics(service: ServiceDep) -> PlainTextResponse:

@@ -1,6 +1,7 @@
-"""``/v1/fine_tuning/jobs``: create, list, read, cancel, pause and resume jobs; their events
-and checkpoints. Shaped like OpenAI's fine-tuning API; ``config`` and ``max_attempts`` on
-create, ``pause`` / ``resume`` and the ``paused`` status are preftune's additions.
+"""``/v1/fine_tuning/jobs``: create, list, read, cancel, pause, resume and delete jobs; their
+events, checkpoints and models. Shaped like OpenAI's fine-tuning API; ``config``,
+``max_attempts`` and ``priority`` on create, ``pause`` / ``resume``, the ``paused`` status,
+``DELETE`` and the model downloads are preftune's additions.
 """
 
 from __future__ import annotations
@@ -13,12 +14,24 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
-from starlette.background import BackgroundTask
 
-from preftune.service import queue
+from preftune.service import queue, retention
 from preftune.service.db import Database, Job
-from preftune.service.deps import CurrentPrincipal, ServiceDep
-from preftune.service.jobspec import InvalidRequest, JobSpec, build_spec, check_model_name
+from preftune.service.deps import CurrentPrincipal, ServiceDep, quota_exceeded
+from preftune.service.jobspec import (
+    InvalidRequest,
+    JobSpec,
+    build_spec,
+    check_limits,
+    check_model_allowed,
+    check_model_name,
+    check_target_modules,
+    over_limit,
+    refuse_tracker_options,
+    request_hash,
+    with_integrations,
+)
+from preftune.service.limits import Quota
 from preftune.service.schemas import (
     ID_PATTERN,
     CheckpointList,
@@ -26,6 +39,7 @@ from preftune.service.schemas import (
     EventList,
     EventPublic,
     JobCreate,
+    JobDeleted,
     JobList,
     JobPublic,
     Text,
@@ -38,37 +52,75 @@ router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="A job id (ftjob-...).")]
 _METADATA_PARAM = re.compile(r"metadata\[(.*)\]")
 _SEED_MAX = 2**31 - 1  # the jobs table's seed column is a 32-bit integer
+DEFAULT_ATTEMPTS = 3
 
 
-@router.post("", response_model=JobPublic, responses=error_responses(400))
+@router.post("", response_model=JobPublic, responses=error_responses(400, 409, 429))
 def create_job(
     body: JobCreate, principal: CurrentPrincipal, service: ServiceDep,
     idempotency_key: Annotated[Text | None, Header(
         alias="Idempotency-Key", max_length=200,
-        description="Retrying with the same key returns the job the first request created.")
-    ] = None,
+        description="Retrying with the same key and body returns the job the first request "
+        "created; the same key with another body is a 409.")] = None,
 ) -> JobPublic:
-    """Create a job in ``validating_files``; a validator checks its files next."""
-    if body.integrations:
-        raise InvalidRequest("integrations are not supported by preftune", "integrations",
-                             ["leave integrations out; config.report_to sends metrics to "
-                              "wandb, tensorboard or mlflow"])
+    """Create a job in ``validating_files``; a validator checks its files next.
+
+    Refused before anything is stored: a model the tenant's quota does not list, options over
+    the server's limits, trackers outside ``integrations``, LoRA targets the model lacks (400
+    naming the field), and a tenant at its ``max_queued_jobs`` (429).
+    """
+    limits = service.config.limits
+    quota = service.config.quota_for(principal.tenant_name)
     for param, file_id in (("training_file", body.training_file),
                            ("validation_file", body.validation_file)):
         if file_id is not None:
             _check_file(service.db, principal.tenant_id, file_id, param)
-    spec = _spec(service.db, service.store, principal.tenant_id, body)
+    if not body.model.startswith("ft:"):  # a tenant's own fine-tuned models are its own
+        check_model_name(body.model)
+        check_model_allowed(body.model, quota)
+    spec, source = _spec(service.db, service.store, principal.tenant_id, body)
+    refuse_tracker_options(spec)
+    check_limits(spec, limits)
+    if body.max_attempts is not None and body.max_attempts > limits.max_attempts:
+        raise over_limit("max_attempts", body.max_attempts, "max_attempts",
+                         limits.max_attempts, "max_attempts")
     seed = spec.config["seed"]
     if not 0 <= seed <= _SEED_MAX:
         raise InvalidRequest(f"seed {seed} is out of range: expected 0 to {_SEED_MAX}",
-                             "seed" if body.seed is not None else "config.seed")
+                             spec.param("seed"))
+    integrations = [i.model_dump(mode="json") for i in body.integrations or []]
+    spec = with_integrations(spec, integrations, quota)
+    check_target_modules(spec, body.model, source)
+    if idempotency_key is None or not _retried(service.db, principal.tenant_id,
+                                               idempotency_key):
+        _check_queue_quota(service.db, principal.tenant_id, quota)
     job, _ = queue.enqueue(
         service.db, tenant_id=principal.tenant_id, model=body.model,
         training_file=body.training_file, validation_file=body.validation_file,
         method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
         metadata=body.metadata, idempotency_key=idempotency_key,
-        max_attempts=body.max_attempts or 3)
+        request_hash=request_hash(body.model_dump(mode="json")), priority=body.priority,
+        integrations=integrations or None, max_run_s=limits.max_run_hours * 3600,
+        max_attempts=body.max_attempts or min(DEFAULT_ATTEMPTS, limits.max_attempts))
     return JobPublic.from_row(job)
+
+
+def _retried(db: Database, tenant_id: str, idempotency_key: str) -> bool:
+    """Whether a job exists for this key: a retry is answered with that job (or a 409), never
+    refused for the quota that job itself takes."""
+    with db.session() as session:
+        return session.scalar(select(Job.id).where(
+            Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)) is not None
+
+
+def _check_queue_quota(db: Database, tenant_id: str, quota: Quota) -> None:
+    waiting = queue.tenant_usage(db, tenant_id)["queued"]
+    if waiting >= quota.max_queued_jobs:
+        raise quota_exceeded(
+            f"your organization has {waiting} unfinished jobs that are not running "
+            "(validating files, queued or paused); its quota is max_queued_jobs="
+            f"{quota.max_queued_jobs}", "max_queued_jobs",
+            "wait for some of them to start or end, or cancel some")
 
 
 def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
@@ -85,8 +137,9 @@ def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
                              "'fine-tune'", param, ["upload the data with purpose=fine-tune"])
 
 
-def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> JobSpec:
-    """The job's training config; an ``ft:`` model trains on from that job's final weights."""
+def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> tuple[JobSpec, str]:
+    """The job's training config, and where its model comes from on the server: a name, or
+    for an ``ft:`` model the directory of that job's final weights, which it trains on from."""
     method = body.method.model_dump() if body.method is not None else None
     if body.hyperparameters is not None:
         if method is not None:
@@ -95,12 +148,12 @@ def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> JobSpe
                                  ["give them in method.<type>.hyperparameters only"])
         method = {"type": "dpo", "dpo": {"hyperparameters": body.hyperparameters}}
     if not body.model.startswith("ft:"):
-        check_model_name(body.model)
-        return build_spec(body.model, method, body.config, body.seed)
+        return build_spec(body.model, method, body.config, body.seed), body.model
     source = _tuned(db, tenant_id, body.model)
     spec = build_spec("tiny", method, body.config, body.seed)  # validates all but the model
     # A path the server made: the job row keeps the client's ft: name as its model.
-    return replace(spec, config={**spec.config, "model": str(store.run_dir(source.id) / "final")})
+    final = str(store.run_dir(source.id) / "final")
+    return replace(spec, config={**spec.config, "model": final}), final
 
 
 def _tuned(db: Database, tenant_id: str, model: str) -> Job:
@@ -140,6 +193,14 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobPublic, responses=error_responses(404))
 def get_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobPublic:
     return JobPublic.from_row(queue.get_job(service.db, principal.tenant_id, job_id))
+
+
+@router.delete("/{job_id}", response_model=JobDeleted, responses=error_responses(404, 409))
+def delete_job(job_id: JobId, principal: CurrentPrincipal, service: ServiceDep) -> JobDeleted:
+    """Delete an ended job with its events, checkpoints, result files, run directory and
+    model; 409 while it is unfinished (cancel it first) or another job trains on from it."""
+    retention.delete_job(service.db, service.store, principal.tenant_id, job_id)
+    return JobDeleted(id=job_id, deleted=True)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic,
@@ -227,6 +288,7 @@ def download_checkpoint(
 
 
 def _send(store: Store, source: pathlib.Path, name: str) -> FileResponse:
-    archive = store.archive(source, name)
-    return FileResponse(archive, media_type="application/gzip", filename=f"{name}.tar.gz",
-                        background=BackgroundTask(archive.unlink, missing_ok=True))
+    """The model directory as a ``.tar.gz``: the store builds it once per (source, name) and
+    keeps it for the next download, so it is not deleted after sending."""
+    return FileResponse(store.archive(source, name), media_type="application/gzip",
+                        filename=f"{name}.tar.gz")
