@@ -1,7 +1,7 @@
 """Command-line flags generated from a config's fields, so that every command that builds a
-config (``train``, ``sweep``, ``pipeline``, ``rl train``) offers every option under its own
-name, with the field's own help, and reads it through the same machinery as YAML and
-``key=value``.
+config (``train``, ``sweep``, ``pipeline``, ``rl train``; ``serve`` and ``worker`` from the
+service config's sections) offers every option under its own name, with the field's own help,
+and reads it through the same machinery as YAML and ``key=value``.
 
 A command declares only its own parameters plus ``flags: dict[str, Any]``; ``@config_flags``
 adds ``--<field>`` for every field of the model (``--learning-rate`` for learning_rate) and
@@ -35,31 +35,43 @@ def _flag_type(annotation: Any) -> type:
     return str
 
 
-def config_flags(model: type[BaseModel], skip: Iterable[str] = ()) -> Callable[
+def config_flags(*models: type[BaseModel], skip: Iterable[str] = ()) -> Callable[
         [Callable[..., Any]], Callable[..., Any]]:
-    """Give the decorated command a ``--<field>`` flag for every field of ``model`` but
-    ``skip``; the command receives the given ones as ``flags`` (name -> value)."""
-    names = [n for n in model.model_fields if n not in set(skip)]
+    """Give the decorated command a ``--<field>`` flag for every field of ``models`` but
+    ``skip``; the command receives the given ones as ``flags`` (name -> value).
+
+    Several models (the sections of the service config) share one flat set of flags, each
+    model's under its own heading in ``--help``; a field name two of them have is an error.
+    """
+    fields: dict[str, tuple[Any, str | None]] = {}
+    for model in models:
+        for name, info in model.model_fields.items():
+            if name in set(skip):
+                continue
+            if name in fields:
+                raise TypeError(f"config_flags: --{name.replace('_', '-')} would be a flag of "
+                                f"two models; skip one of them")
+            fields[name] = (info, model.__name__ if len(models) > 1 else None)
 
     def wrap(command: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(command, eval_str=True)
         own = [p for p in signature.parameters.values() if p.name != "flags"]
         taken = {p.name for p in own}
-        fields = [n for n in names if n not in taken]
+        names = [n for n in fields if n not in taken]
         extra = []
-        for name in fields:
-            info = model.model_fields[name]
+        for name in names:
+            info, panel = fields[name]
             kind = _flag_type(info.annotation)
             default = info.get_default(call_default_factory=True)
             help_text = f"{info.description or ''} (default: {default!r})".strip()
             extra.append(inspect.Parameter(
                 name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                annotation=Annotated[kind | None, typer.Option(help=help_text,
-                                                               show_default=False)]))
+                annotation=Annotated[kind | None, typer.Option(
+                    help=help_text, show_default=False, rich_help_panel=panel)]))
 
         @functools.wraps(command)
         def run(**kwargs: Any) -> Any:
-            given = {n: kwargs.pop(n) for n in fields}
+            given = {n: kwargs.pop(n) for n in names}
             return command(**kwargs, flags={k: v for k, v in given.items() if v is not None})
 
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) if p.kind in (

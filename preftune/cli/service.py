@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ from preftune.cli.common import err, out
 from preftune.cli.options import config_flags
 from preftune.cli.train import gather_values
 from preftune.config import TrainConfig, read_yaml
+from preftune.service.limits import Limits, Quota, Retention, ServiceConfig
+from preftune.service.limits import load as load_service_config
 
 DatabaseUrl = Annotated[str | None, typer.Option(
     "--database-url", help="sqlite:///PATH or postgresql://USER@HOST/DB (default: "
@@ -56,6 +59,28 @@ def open_service(database_url: str | None, service_dir: Path | None) -> tuple[An
     return db, Store(root)
 
 
+ServiceConfigFile = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="The service config (YAML): limits, quotas, per-tenant overrides, "
+    "retention, metrics token; the flags below override it. Give every process of one "
+    "service the same file.")]
+# Service-config fields without a flag: sections (their fields are the flags), per-tenant
+# overrides and integration credentials (only in the file).
+_NOT_FLAGS = ("limits", "quota", "tenants", "retention", "integrations")
+
+
+def service_config(path: Path | None, flags: dict[str, Any] | None) -> ServiceConfig:
+    """The config file with the flags over it; list flags are comma lists (--models a,b)."""
+    sections = (Limits, Quota, Retention, ServiceConfig)
+    overrides: dict[str, Any] = {}
+    for name, value in (flags or {}).items():
+        model = next(m for m in sections if name in m.model_fields)
+        listed = typing.get_origin(model.model_fields[name].annotation) is list
+        overrides[name] = ([part.strip() for part in value.split(",") if part.strip()]
+                           if listed and isinstance(value, str) else value)
+    return load_service_config(path, overrides)
+
+
+@config_flags(Limits, Quota, Retention, ServiceConfig, skip=_NOT_FLAGS)
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the API to "
                                            "the network.")] = "127.0.0.1",
@@ -64,45 +89,59 @@ def serve_cmd(
                                               "only; run `preftune worker` elsewhere).")] = 1,
     database_url: DatabaseUrl = None,
     service_dir: ServiceDir = None,
+    config: ServiceConfigFile = None,
     max_upload_mb: Annotated[int, typer.Option(help="Largest file upload, in MiB.")] = 512,
     rate_limit: Annotated[int, typer.Option(help="Requests per minute per API key (0: no "
                                                  "limit).")] = 600,
     gpus: Gpus = 0,
     lease_s: LeaseS = 30.0,
     grace_s: GraceS = 30.0,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Serve the fine-tuning API (OpenAI-compatible) with embedded workers."""
     import uvicorn
 
     from preftune.service.app import create_app
 
+    options = service_config(config, flags)  # a bad file fails before anything starts
     db, store = open_service(database_url, service_dir)
-    app = create_app(db, store, max_upload_bytes=max_upload_mb * 2**20,
+    store.clean_temporaries()
+    app = create_app(db, store, config=options, max_upload_bytes=max_upload_mb * 2**20,
                      rate_limit_per_minute=rate_limit, embedded_workers=workers,
                      worker_options={"lease_s": lease_s, "grace_s": grace_s, "gpus": gpus})
     out.print(f"preftune API on http://{host}:{port}/v1 ({workers} embedded worker"
               f"{'s' if workers != 1 else ''}; database {escape(_safe_url(db.url))}; files "
-              f"in {escape(str(store.root))})")
+              f"in {escape(str(store.root))}"
+              + (f"; config {escape(str(config))}" if config else "") + ")")
+    if options.metrics_token is None and settings.metrics_token() is None:
+        err.print("note: /metrics answers 401 until a metrics token is set (metrics_token "
+                  "in --config, --metrics-token or PREFTUNE_METRICS_TOKEN)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
+@config_flags(Limits, Quota, Retention, ServiceConfig, skip=_NOT_FLAGS)
 def worker_cmd(
     database_url: DatabaseUrl = None,
     service_dir: ServiceDir = None,
+    config: ServiceConfigFile = None,
     gpus: Gpus = 0,
     lease_s: LeaseS = 30.0,
     grace_s: GraceS = 30.0,
     poll_s: Annotated[float, typer.Option(help="Seconds between looks at an empty "
                                                "queue.")] = 1.0,
     max_jobs: Annotated[int | None, typer.Option(help="Stop after running N jobs.")] = None,
+    flags: dict[str, Any] | None = None,
 ) -> None:
     """Run jobs from the queue until stopped (Ctrl-C or SIGTERM: the running job is
-    checkpointed and queued again)."""
+    checkpointed and queued again). Give it the service config the server has: it enforces
+    run time limits, running-job caps and the training environment."""
     from preftune.service.worker import Worker
 
+    options = service_config(config, flags)
     db, store = open_service(database_url, service_dir)
+    store.clean_temporaries()
     worker = Worker(db, store, lease_s=lease_s, poll_s=poll_s, grace_s=grace_s, gpus=gpus,
-                    echo=lambda line: out.print(escape(line)))
+                    echo=lambda line: out.print(escape(line)), config=options)
     stop = threading.Event()
     with StopOnSignals(stop):
         out.print(f"worker {worker.worker_id}: database {escape(_safe_url(db.url))}")

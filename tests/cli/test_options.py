@@ -52,3 +52,27 @@ def test_a_command_gets_only_the_flags_given():
     assert result.exit_code == 0, result.output
     assert seen == {"epochs": 2, "pack_pairs": True, "name": "y"}
     assert CliRunner().invoke(app, ["--output-dir", "d"]).exit_code == 2
+
+
+def test_several_models_give_one_flat_set_of_flags():
+    from pydantic import BaseModel
+
+    class Limits(BaseModel):
+        max_epochs: int = 20
+
+    class Quota(BaseModel):
+        models: list[str] = ["tiny"]
+
+    app = typer.Typer()
+    seen = {}
+
+    @app.command()
+    @config_flags(Limits, Quota)
+    def run(flags: dict | None = None) -> None:
+        seen.update(flags or {})
+
+    result = CliRunner().invoke(app, ["--max-epochs", "3", "--models", "tiny,Qwen/*"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"max_epochs": 3, "models": "tiny,Qwen/*"}
+    with pytest.raises(TypeError, match="--max-epochs would be a flag of two models"):
+        config_flags(Limits, Limits)

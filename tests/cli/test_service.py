@@ -9,9 +9,13 @@ import sys
 import time
 
 import httpx
+import pytest
+import typer
 
 from preftune.service.auth import authenticate
 from preftune.service.db import ApiKey, Database
+from preftune.service.limits import Limits, Quota, Retention, ServiceConfig
+from preftune.service.migrate import head
 
 
 def test_keys_are_shown_once_and_stored_as_hashes(cli, tmp_path):
@@ -38,9 +42,69 @@ def test_keys_are_shown_once_and_stored_as_hashes(cli, tmp_path):
 def test_db_commands_report_the_revision(cli, tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert "database: empty" in cli("db", "current", "--database-url", url).out
-    assert "revision 0001" in cli("db", "upgrade", "--database-url", url).out
-    assert "database: 0001; newest: 0001" in cli("db", "current", "--database-url", url).out
+    assert f"revision {head()}" in cli("db", "upgrade", "--database-url", url).out
+    assert f"database: {head()}; newest: {head()}" in cli("db", "current", "--database-url",
+                                                           url).out
     assert cli("db", "current", "--database-url", "mysql://x").code == 2
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_every_service_setting_is_a_flag(command):
+    from preftune.cli.main import app
+
+    click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
+    flags = {opt for param in click_command.params for opt in param.opts}
+    names = [*Limits.model_fields, *Quota.model_fields, *Retention.model_fields,
+             "metrics_token", "failed_auth_per_minute", "pass_env"]
+    for name in names:
+        if name != "integrations":  # credentials: only in the file
+            assert f"--{name.replace('_', '-')}" in flags, name
+    assert "--config" in flags
+
+
+def test_flags_override_the_config_file(tmp_path, monkeypatch):
+    from preftune.cli.service import service_config
+
+    monkeypatch.setenv("TEAM_A_KEY", "secret")
+    path = tmp_path / "service.yaml"
+    path.write_text("limits: {max_epochs: 5, max_lora_rank: 64}\n"
+                    "quota: {models: [tiny]}\n"
+                    "tenants: {team-a: {integrations: {wandb: {env: {WANDB_API_KEY: "
+                    "'${TEAM_A_KEY}'}}}}}\n"
+                    "metrics_token: from-file\n", encoding="utf-8")
+    config = service_config(path, {"max_epochs": 7, "models": "tiny, Qwen/*",
+                                   "jobs_days": 30.0, "pass_env": "HF_HOME,HF_HUB_OFFLINE"})
+    assert (config.limits.max_epochs, config.limits.max_lora_rank) == (7, 64)
+    assert config.quota.models == ["tiny", "Qwen/*"]
+    assert config.retention.jobs_days == 30.0
+    assert config.pass_env == ["HF_HOME", "HF_HUB_OFFLINE"]
+    assert config.metrics_token == "from-file"
+    assert config.quota_for("team-a").integrations["wandb"].env == {"WANDB_API_KEY": "secret"}
+    assert service_config(None, {}) == ServiceConfig()
+
+
+@pytest.mark.parametrize("text, words", [
+    (None, "cannot read the service config"),
+    ("limits: [1, 2\n", "is not valid YAML"),
+    ("limits: {max_epoch: 3}\n", "limits.max_epoch"),
+    ("quota: {max_files: -1}\n", "quota.max_files"),
+    ("tenants: {team-a: {max_running_jobs: x}}\n", "tenants.team-a"),
+    ("metrics_token: ${NO_SUCH_VARIABLE_SET}\n", "NO_SUCH_VARIABLE_SET"),
+])
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_service_config_exits_2_before_starting(cli, tmp_path, command, text, words):
+    path = tmp_path / "service.yaml"
+    if text is not None:
+        path.write_text(text, encoding="utf-8")
+    r = cli(command, "--config", path, "--service-dir", tmp_path / "svc")
+    assert r.code == 2, r.err
+    assert r.err.startswith("error:") and words in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "svc").exists(), "nothing was started or created"
+
+
+def test_a_bad_flag_value_exits_2(cli, tmp_path):
+    r = cli("serve", "--max-epochs", "0", "--service-dir", tmp_path / "svc")
+    assert r.code == 2 and "limits.max_epochs" in r.err
 
 
 def _free_port() -> int:
@@ -51,10 +115,12 @@ def _free_port() -> int:
 
 def test_serve_binds_to_localhost_and_stops_on_sigterm(tmp_path):
     port = _free_port()
+    config = tmp_path / "service.yaml"
+    config.write_text("metrics_token: m-token\nlimits: {max_epochs: 3}\n", encoding="utf-8")
     server = subprocess.Popen(
         [sys.executable, "-m", "preftune", "serve", "--port", str(port), "--workers", "0",
-         "--service-dir", str(tmp_path / "svc")], stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+         "--service-dir", str(tmp_path / "svc"), "--config", str(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -67,6 +133,9 @@ def test_serve_binds_to_localhost_and_stops_on_sigterm(tmp_path):
                 time.sleep(0.2)
         assert health.json()["status"] == "ok"
         assert httpx.get(f"http://127.0.0.1:{port}/v1/files").status_code == 401
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        assert httpx.get(metrics).status_code == 401
+        assert httpx.get(metrics, headers={"Authorization": "Bearer m-token"}).status_code == 200
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True,
                                    text=True).stdout
         assert [line.split()[3] for line in listening.splitlines()] == [f"127.0.0.1:{port}"]
@@ -79,9 +148,12 @@ def test_serve_binds_to_localhost_and_stops_on_sigterm(tmp_path):
 
 
 def test_worker_stops_cleanly_on_sigterm(tmp_path):
+    config = tmp_path / "service.yaml"
+    config.write_text("quota: {max_running_jobs: 1}\n", encoding="utf-8")
     worker = subprocess.Popen(
         [sys.executable, "-m", "preftune", "worker", "--service-dir", str(tmp_path / "svc"),
-         "--poll-s", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+         "--poll-s", "0.1", "--config", str(config), "--max-run-hours", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     db = Database(f"sqlite:///{tmp_path / 'svc' / 'preftune.db'}")
     from preftune.service.queue import live_workers
 
