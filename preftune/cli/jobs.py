@@ -200,9 +200,19 @@ def jobs_create(
         help="Part of the fine-tuned model's name.")] = None,
     metadata: Annotated[list[str] | None, typer.Option(
         metavar="KEY=VALUE", help="A label to find the job by (repeatable).")] = None,
+    priority: Annotated[int | None, typer.Option(
+        min=-100, max=100, help="Among your organization's queued jobs, higher runs first "
+        "(default 0).")] = None,
+    wandb_project: Annotated[str | None, typer.Option(
+        help="Send the metrics to this Weights & Biases project (with the credentials the "
+        "server's operator set for your organization).")] = None,
+    wandb_name: Annotated[str | None, typer.Option(help="The W&B run's name.")] = None,
+    wandb_entity: Annotated[str | None, typer.Option(help="The W&B entity (team).")] = None,
+    wandb_tag: Annotated[list[str] | None, typer.Option(
+        help="A W&B tag (repeatable).")] = None,
     idempotency_key: Annotated[str | None, typer.Option(
-        help="Sending the same key again returns the first job instead of a new one.")]
-    = None,
+        help="Sending the same request with the same key again returns the first job "
+        "instead of a new one.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow the job until it ends, as jobs wait.")]
     = False,
     poll: Poll = 2.0, timeout: Timeout = None,
@@ -221,6 +231,8 @@ def jobs_create(
     if wait and as_json:
         raise UsageError("--json and --wait do not go together: the events would mix with "
                          "the JSON", ["create with --json, then: preftune jobs wait ID"])
+    if wandb_project is None and (wandb_name or wandb_entity or wandb_tag):
+        raise UsageError("--wandb-name, --wandb-entity and --wandb-tag need --wandb-project")
     config = parse_overrides(overrides or [])
     hyper = {"beta": beta, "batch_size": batch_size, "n_epochs": n_epochs,
              "learning_rate_multiplier": learning_rate_multiplier}
@@ -229,7 +241,10 @@ def jobs_create(
         "model": model,
         "method": {"type": method, **({method: {"hyperparameters": hyper}} if hyper else {})},
         "seed": seed, "suffix": suffix, "metadata": _pairs(metadata or [], "--metadata") or None,
-        "config": config or None,
+        "config": config or None, "priority": priority,
+        "integrations": [{"type": "wandb", "wandb": {
+            "project": wandb_project, "name": wandb_name, "entity": wandb_entity,
+            "tags": wandb_tag or None}}] if wandb_project else None,
     }
     note = err.print if as_json else out.print
     with connect(server, api_key) as client:
@@ -308,7 +323,9 @@ def jobs_get(job_id: JobId, server: Server = None, api_key: ApiKey = None,
         "validation file": job.get("validation_file"),
         "created": _time(job.get("created_at")), "finished": _time(job.get("finished_at")),
         "attempt": job.get("attempt"), "trained tokens": job.get("trained_tokens"),
-        "seed": job.get("seed"),
+        "seed": job.get("seed"), "priority": job.get("priority"),
+        "integrations": ", ".join(f"{i.get('type')} {(i.get(i.get('type')) or {}).get('project')}"
+                                  for i in job.get("integrations") or []),
         "metadata": ", ".join(f"{k}={v}" for k, v in (job.get("metadata") or {}).items()),
         "result files": ", ".join(job.get("result_files") or []),
         "error": f"{error.get('code')}: {error.get('message')}" if error else None,
@@ -321,6 +338,21 @@ def jobs_cancel(job_id: JobId, server: Server = None, api_key: ApiKey = None,
     """Cancel a job; a running one stops at once (its worker ends the training process)."""
     with connect(server, api_key) as client:
         _print_change(client.cancel_job(job_id), as_json, "cancelled", "stops shortly")
+
+
+@jobs_app.command("delete")
+def jobs_delete(job_id: JobId, server: Server = None, api_key: ApiKey = None,
+                as_json: AsJson = False) -> None:
+    """Delete an ended job: its events, checkpoints, result files and model (download the
+    model first if you want it). An unfinished job must be cancelled first."""
+    with connect(server, api_key) as client:
+        deleted = client.delete_job(job_id)
+    if as_json:
+        _print_json(deleted)
+    elif deleted.get("deleted"):
+        out.print(f"deleted {deleted['id']}")
+    else:
+        raise UsageError(f"the server did not delete {job_id}")
 
 
 @jobs_app.command("pause")

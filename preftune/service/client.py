@@ -89,6 +89,10 @@ class ServiceClient:
     def get_job(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/fine_tuning/jobs/{_seg(job_id)}")
 
+    def delete_job(self, job_id: str) -> dict[str, Any]:
+        """Delete an ended job: its events, checkpoints, result files and model."""
+        return self._json("DELETE", f"/fine_tuning/jobs/{_seg(job_id)}")
+
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/fine_tuning/jobs/{_seg(job_id)}/cancel")
 
@@ -169,7 +173,9 @@ class ServiceClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         for attempt in range(RATE_LIMIT_RETRIES + 1):
             response = self._send(method, path, **kwargs)
-            if response.status_code != 429 or attempt == RATE_LIMIT_RETRIES:
+            # A quota error says not to retry: a moment's wait frees no quota.
+            if (response.status_code != 429 or attempt == RATE_LIMIT_RETRIES
+                    or response.headers.get("x-should-retry") == "false"):
                 break
             time.sleep(_retry_after(response))
         if response.is_success:

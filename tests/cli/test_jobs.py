@@ -17,6 +17,7 @@ from preftune.cli.jobs import outcome_error, total_steps
 from preftune.errors import ExitCode
 from preftune.service.auth import create_key
 from preftune.service.db import Database
+from preftune.service.limits import ServiceConfig
 from preftune.service.store import Store
 
 NO_JOB = "ftjob-000000000000000000000000"
@@ -30,11 +31,17 @@ class Service:
     store: Store
 
     def validate(self) -> None:
-        """Validate waiting jobs' files now, as a server with workers does in a thread."""
+        """Validate waiting jobs' files now, and wait for those the server's own validator
+        thread took (each validation is a child process: seconds)."""
+        from preftune.service import queue
         from preftune.service.worker import validate_once
 
         while validate_once(self.db, self.store, "test-validator", 30.0):
             pass
+        deadline = time.monotonic() + 120
+        while queue.queue_counts(self.db)["validating_files"]:
+            assert time.monotonic() < deadline, "the server's validator never finished"
+            time.sleep(0.1)
 
 
 def start(serving, tmp_path, monkeypatch, **options) -> Iterator[Service]:
@@ -65,6 +72,13 @@ def training_service(serving, tmp_path, monkeypatch):
     """One embedded worker that trains what is queued."""
     yield from start(serving, tmp_path, monkeypatch, embedded_workers=1,
                      worker_options={"lease_s": 10, "poll_s": 0.2, "grace_s": 10})
+
+
+@pytest.fixture
+def wandb_service(serving, tmp_path, monkeypatch):
+    """No workers; alice's organization may send metrics to W&B."""
+    config = ServiceConfig(tenants={"team-a": {"integrations": {"wandb": {}}}})
+    yield from start(serving, tmp_path, monkeypatch, config=config)
 
 
 def write_pairs(path, n: int, broken: int | None = None):
@@ -224,6 +238,38 @@ def test_jobs_list_get_events_and_controls(cli, service, pairs):
         "Fine-tuning job cancelled"]
     assert len(cli("jobs", "events", older, "--limit", "2").out.strip().splitlines()) == 3
     assert cli("jobs", "checkpoints", older).out.strip() == f"no checkpoints of {older} yet"
+
+
+def test_jobs_create_with_priority_and_wandb(cli, wandb_service, pairs):
+    file_id = first_line(cli("files", "upload", pairs).out)
+    r = cli("jobs", "create", "--model", "tiny", "--training-file", file_id, "--priority", "5",
+            "--wandb-project", "prefs", "--wandb-name", "run-1", "--wandb-tag", "a",
+            "--wandb-tag", "b", "--json")
+    assert r.code == 0, r.err
+    job = json.loads(r.out)
+    assert job["priority"] == 5
+    assert job["integrations"] == [{"type": "wandb", "wandb": {
+        "project": "prefs", "name": "run-1", "entity": None, "tags": ["a", "b"]}}]
+    assert job["config"]["report_to"] == ["wandb"]
+    summary = cli("jobs", "get", job["id"]).out
+    assert re.search(r"priority\s+5", summary) and "wandb prefs" in summary
+    lonely = cli("jobs", "create", "--model", "tiny", "--training-file", file_id,
+                 "--wandb-name", "x")
+    assert lonely.code == ExitCode.USAGE and "need --wandb-project" in lonely.err
+
+
+def test_jobs_delete_removes_an_ended_job(cli, service, pairs):
+    file_id = first_line(cli("files", "upload", pairs).out)
+    job_id = create(cli, "--training-file", file_id)
+    unfinished = cli("jobs", "delete", job_id)
+    assert unfinished.code == ExitCode.USAGE
+    assert "only an ended job" in unfinished.err and "hint: cancel it first" in unfinished.err
+    cli("jobs", "cancel", job_id)
+    deleted = cli("jobs", "delete", job_id)
+    assert (deleted.code, deleted.out.strip()) == (0, f"deleted {job_id}")
+    gone = cli("jobs", "get", job_id)
+    assert gone.code == ExitCode.USAGE and job_id in gone.err
+    assert "no jobs yet" in cli("jobs", "list").out
 
 
 def test_errors_are_lines_with_hints_and_exit_2(cli, service, pairs, monkeypatch):

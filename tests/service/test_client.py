@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import httpx
 import pytest
 
 from preftune.errors import DataError, PreftuneError, UsageError
-from preftune.service.client import ServiceClient, api_error, event_number, split_message
+from preftune.service.client import (
+    RATE_LIMIT_RETRIES,
+    ServiceClient,
+    api_error,
+    event_number,
+    split_message,
+)
 
 
 @pytest.fixture
@@ -29,13 +36,18 @@ def alice(server, keys):
 
 @pytest.fixture
 def validate(db, store):
-    """Validate waiting jobs' files now, as the validator thread of a server with workers
-    would (these servers run none, so jobs stay put unless a test moves them)."""
+    """Validate waiting jobs' files now, and wait for those the server's own validator
+    thread took (each validation is a child process: seconds). No worker trains them."""
+    from preftune.service import queue
     from preftune.service.worker import validate_once
 
     def run() -> None:
         while validate_once(db, store, "test-validator", 30.0):
             pass
+        deadline = time.monotonic() + 120  # the server's validator thread took some
+        while queue.queue_counts(db)["validating_files"]:
+            assert time.monotonic() < deadline, "the server's validator never finished"
+            time.sleep(0.1)
 
     return run
 
@@ -125,6 +137,18 @@ def test_job_lifecycle_without_workers(alice, pairs_file, validate):
     assert messages[0] == f"Created fine-tuning job: {job_id}"
     assert messages[-1] == "Fine-tuning job cancelled"
     assert alice.list_checkpoints(job_id) == {"object": "list", "data": [], "has_more": False}
+    assert alice.delete_job(job_id) == {"id": job_id, "object": "fine_tuning.job",
+                                        "deleted": True}
+    with pytest.raises(UsageError, match=job_id):
+        alice.get_job(job_id)
+
+
+def test_an_unfinished_job_cannot_be_deleted(alice, pairs_file):
+    training = alice.upload_file(pairs_file)["id"]
+    job_id = alice.create_job({"model": "tiny", "training_file": training})["id"]
+    with pytest.raises(UsageError, match="only an ended job") as caught:
+        alice.delete_job(job_id)
+    assert any("cancel it first" in hint for hint in caught.value.hints)
 
 
 def test_job_listing_pages_and_filters_by_metadata(alice, pairs_file):
@@ -255,6 +279,25 @@ def test_rate_limited_after_retries_says_to_wait():
                       httpx.Response(429, json={"error": {"message": "rate limit exceeded"}}))
     assert isinstance(error, UsageError)
     assert "wait" in error.hints[-1]
+
+
+@pytest.mark.parametrize("headers, requests", [
+    ({"Retry-After": "0"}, 1 + RATE_LIMIT_RETRIES),  # a rate limit: retried after the wait
+    ({"x-should-retry": "false"}, 1),                 # a quota: waiting frees nothing
+])
+def test_a_429_is_retried_unless_the_server_says_not_to(headers, requests):
+    sent = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(429, headers=headers, json={"error": {
+            "message": "over\nhint: wait", "type": "x", "param": None, "code": "x"}})
+
+    client = ServiceClient("http://srv", "pt-key")
+    client._http = httpx.Client(base_url="http://srv/v1", transport=httpx.MockTransport(answer))
+    with client, pytest.raises(UsageError, match="over"):
+        client.list_jobs()
+    assert len(sent) == requests
 
 
 def test_split_message_separates_details_and_hints():

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+import httpx
 import openai
 import pytest
 import uvicorn
@@ -18,6 +19,7 @@ from preftune.data.sample import iter_samples
 from preftune.service.app import create_app
 from preftune.service.auth import create_key
 from preftune.service.db import Database
+from preftune.service.limits import ServiceConfig
 from preftune.service.store import Store
 
 TIMEOUT_S = 180
@@ -48,7 +50,10 @@ def server(tmp_path_factory):
     db.migrate()
     store = Store(root / "store")
     _, key = create_key(db, "sdk", "team-sdk")
-    app = create_app(db, store, embedded_workers=1,
+    config = ServiceConfig(tenants={
+        "team-sdk": {"integrations": {"wandb": {"env": {"WANDB_MODE": "offline"}}}},
+        "team-full": {"max_queued_jobs": 0}})
+    app = create_app(db, store, embedded_workers=1, config=config,
                      worker_options={"lease_s": 10.0, "poll_s": 0.2, "grace_s": 10.0})
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # a free port, held until uvicorn takes the socket over
@@ -163,3 +168,32 @@ def test_lists_page_and_filter_through_the_sdk(server):
     with pytest.raises(openai.NotFoundError):
         own.fine_tuning.jobs.retrieve(client.fine_tuning.jobs.list(limit=1).data[0].id)
     own.close()
+
+
+def test_integrations_are_taken_and_echoed_in_openais_shape(server):
+    client, _, _ = server
+    # A file that fails validation: the job ends before any tracker would start.
+    upload = client.files.create(file=("bad.jsonl", pairs_jsonl(2, broken=0)),
+                                 purpose="fine-tune")
+    wandb = {"project": "prefs", "name": "run-1", "entity": "team", "tags": ["dpo"]}
+    job = client.fine_tuning.jobs.create(model="tiny", training_file=upload.id,
+                                         integrations=[{"type": "wandb", "wandb": wandb}])
+    (integration,) = client.fine_tuning.jobs.retrieve(job.id).integrations
+    assert integration.type == "wandb"
+    assert (integration.wandb.project, integration.wandb.name, integration.wandb.entity,
+            integration.wandb.tags) == ("prefs", "run-1", "team", ["dpo"])
+
+
+def test_a_quota_error_is_not_retried_by_the_sdk(server):
+    client, _, db = server
+    _, key = create_key(db, "sdk-full", "team-full")  # max_queued_jobs: 0
+    sent = []
+    http = httpx.Client(event_hooks={"request": [sent.append]})
+    full = openai.OpenAI(base_url=str(client.base_url), api_key=key, max_retries=3,
+                         http_client=http)
+    upload = full.files.create(file=("pairs.jsonl", pairs_jsonl(2)), purpose="fine-tune")
+    sent.clear()
+    with pytest.raises(openai.RateLimitError, match="max_queued_jobs"):
+        full.fine_tuning.jobs.create(model="tiny", training_file=upload.id)
+    assert len(sent) == 1, "x-should-retry: false: a retry would not free the quota"
+    full.close()
