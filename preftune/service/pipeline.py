@@ -22,7 +22,8 @@ from preftune.service.auth import ensure_tenant
 from preftune.service.db import Database, Job
 from preftune.service.jobspec import build_spec
 from preftune.service.store import Store, display_name
-from preftune.service.worker import Worker, new_worker_id, validate_once
+from preftune.service.validation import validate_once
+from preftune.service.worker import Worker, new_worker_id
 
 TENANT = "local"
 
