@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,7 @@ from preftune.engine.data import read_data
 from preftune.errors import ConfigError, DataError, PreftuneError, UsageError
 from preftune.losses.table import ALGORITHMS, hyperparameters
 from preftune.models.load import MODEL_ALIASES
+from preftune.runs.trackers import TRACKERS
 from preftune.service.limits import Limits, Quota
 
 # method.type -> algo: every table name and alias, OpenAI's "supervised"; "mixture" takes its
@@ -235,11 +237,23 @@ def with_integrations(spec: JobSpec, integrations: list[dict[str, Any]],
         if kind in seen:
             raise InvalidRequest(f"integration {kind!r} is given twice", f"integrations.{i}",
                                  ["give each type once"])
+        if not tracker_installed(kind):
+            raise InvalidRequest(
+                f"integration {kind!r} is enabled, but its package ({TRACKERS[kind].module}) "
+                "is not installed on this server", f"integrations.{i}.type",
+                [f"leave it out for now; the operator installs it: pip install "
+                 f"'preftune[{kind}]'"], code="integration_unavailable")
         seen.add(kind)
         options = item[kind]
         config.update(report_to=[*config.get("report_to", []), kind],
                       wandb_project=options["project"], wandb_name=options.get("name"))
     return replace(spec, config=config)
+
+
+def tracker_installed(kind: str) -> bool:
+    """Whether the tracker's package is installed (found, not imported: wandb is slow to
+    import); a job would otherwise fail as it starts."""
+    return importlib.util.find_spec(TRACKERS[kind].module) is not None
 
 
 def check_model_allowed(model: str, quota: Quota) -> None:

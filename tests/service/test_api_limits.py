@@ -165,6 +165,9 @@ def test_files_over_the_quota_are_429_and_leave_nothing(serve, keys, store):
     assert upload(client, keys.alice).status_code == 200  # a small one still fits
     message = refused(upload(client, keys.alice), 429, "quota_exceeded", "file")
     assert "max_files=2" in message and "quota.max_files" in message
+    # Checked before the body is read: even a malformed upload gets the quota's answer.
+    r = client.post("/v1/files", headers=auth(keys.alice), files={"file": ("x.jsonl", big)})
+    refused(r, 429, "quota_exceeded", "file")
     assert upload(client, keys.bob, big).status_code == 200, "bob's quota is his own"
 
 
@@ -244,6 +247,19 @@ def test_a_wandb_integration_becomes_the_jobs_tracker(serve, keys, db):
     twice = [{"type": "wandb", "wandb": {"project": "p"}}] * 2
     refused(post_job(client, keys.alice, file_id, integrations=twice), 400, "invalid_value",
             "integrations.1")
+
+
+def test_an_integration_whose_package_is_missing_is_refused_at_submission(serve, keys,
+                                                                          monkeypatch):
+    from preftune.service import jobspec
+
+    monkeypatch.setattr(jobspec, "tracker_installed", lambda kind: False)
+    client = serve(tenants={"team-a": {"integrations": WANDB}})
+    file_id = upload(client, keys.alice).json()["id"]
+    message = refused(post_job(client, keys.alice, file_id, integrations=[
+        {"type": "wandb", "wandb": {"project": "p"}}]), 400, "integration_unavailable",
+        "integrations.0.type")
+    assert "pip install 'preftune[wandb]'" in message
 
 
 def test_wandb_tags_cannot_hold_commas(client, keys):

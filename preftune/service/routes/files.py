@@ -51,7 +51,9 @@ _UPLOAD_FORM: dict[str, Any] = {"requestBody": {"required": True, "content": {
              responses=error_responses(400, 429))
 async def create_file(request: Request, principal: CurrentPrincipal,
                       service: ServiceDep) -> FilePublic:
-    """Upload a dataset: multipart with ``file`` and ``purpose=fine-tune``."""
+    """Upload a dataset: multipart with ``file`` and ``purpose=fine-tune``. A tenant at its
+    file quota gets 429 before the body is read."""
+    room = await run_in_threadpool(_room, service, principal)
     async with request.form(max_files=1, max_fields=8) as form:
         upload, purpose = form.get("file"), form.get("purpose")
         if purpose != PURPOSE:
@@ -62,43 +64,56 @@ async def create_file(request: Request, principal: CurrentPrincipal,
             raise InvalidRequest("no file in the request: expected a multipart part named "
                                  "'file' holding the data", "file",
                                  ["send multipart/form-data with the fields file and purpose"])
-        row = await run_in_threadpool(_store_upload, service, principal, upload)
+        row = await run_in_threadpool(_store_upload, service, principal, upload, room)
     return FilePublic.from_row(row)
 
 
-def _store_upload(service: Service, principal: Principal, upload: UploadFile) -> File:
-    """Stream the spooled part into the store, then record it; no row without bytes.
-
-    The tenant's quota is checked first (``max_files``), and the stream is cut off at the
-    smaller of the upload limit and what is left of ``max_stored_mb``, so an upload over its
-    quota is never stored whole.
-    """
+def _room(service: Service, principal: Principal) -> int:
+    """The bytes the tenant may still store; 429 when it holds ``max_files`` files or has
+    used all of ``max_stored_mb`` (results count too)."""
     quota = service.config.quota_for(principal.tenant_name)
     usage = queue.tenant_usage(service.db, principal.tenant_id)
     if usage["files"] >= quota.max_files:
         raise quota_exceeded(f"your organization stores {usage['files']} files; its quota is "
-                             f"max_files={quota.max_files}", "max_files",
-                             "delete files you no longer need: DELETE /v1/files/{id}", "file")
+                             f"max_files={quota.max_files}", "max_files", _DELETE_HINT, "file")
     room = quota.max_stored_mb * 2**20 - usage["stored_bytes"]
+    if room <= 0:
+        raise _over_storage(quota.max_stored_mb, 0)
+    return int(room)
+
+
+def _store_upload(service: Service, principal: Principal, upload: UploadFile,
+                  room: int) -> File:
+    """Stream the spooled part into the store, then record it; no row without bytes.
+
+    The stream is cut off at the smaller of the upload limit and the tenant's ``room``, so an
+    upload over its quota is never stored whole.
+    """
     file_id = queue.new_id("file")
     chunks = iter(lambda: upload.file.read(CHUNK), b"")
     try:
         storage_name, size = service.store.save(file_id, chunks, upload.filename,
-                                                min(service.max_upload_bytes, max(room, 0)))
+                                                min(service.max_upload_bytes, room))
     except TooLarge:
         if room >= service.max_upload_bytes:
             raise
-        raise quota_exceeded(
-            f"this file would take your organization's files past its quota of "
-            f"max_stored_mb={quota.max_stored_mb} MiB ({max(room, 0):,} bytes are left)",
-            "max_stored_mb", "delete files you no longer need: DELETE /v1/files/{id}",
-            "file") from None
+        quota = service.config.quota_for(principal.tenant_name)
+        raise _over_storage(quota.max_stored_mb, room) from None
     try:
         return queue.add_file(service.db, file_id, principal.tenant_id,
                               display_name(upload.filename), PURPOSE, size, storage_name)
     except BaseException:
         service.store.delete(storage_name)
         raise
+
+
+_DELETE_HINT = "delete files you no longer need: DELETE /v1/files/{id} (preftune files delete)"
+
+
+def _over_storage(max_stored_mb: int, room: int) -> Exception:
+    return quota_exceeded(f"this file would take your organization's files past its quota of "
+                          f"max_stored_mb={max_stored_mb} MiB ({room:,} bytes are left)",
+                          "max_stored_mb", _DELETE_HINT, "file")
 
 
 @router.get("", response_model=FileList, responses=error_responses(404))
