@@ -1,13 +1,16 @@
 """Workers: validate queued files, claim jobs, run each as a child process group, track it.
 
-A worker loops: reap jobs whose worker died, validate one job's files, claim one job and run
-it. Running a job means writing its ``train.yaml`` and starting ``preftune train`` (or
-``accelerate launch`` for several GPUs) in a new process group, with the job's run directory
-as output: the first attempt starts it, later attempts ``--resume`` it from its last durable
-checkpoint. While the child runs, the worker renews its lease, mirrors ``metrics.jsonl`` into
-metrics events and ``checkpoints.jsonl`` into checkpoint rows, forwards warnings and errors,
-and acts on cancel and pause: SIGTERM to the group (training checkpoints and exits), SIGKILL
-after the grace period. Every one of those writes is fenced by the attempt (``queue``).
+A worker loops: reap jobs whose worker died, validate one job's files (``validation``), claim
+one job and run it. Running a job means writing its ``train.yaml`` and starting ``preftune
+train`` (or ``accelerate launch`` for several GPUs) in a new process group, with the job's run
+directory as output and a clean environment (``settings.training_env``: the operator's
+``pass_env``, the tenant's integration variables, nothing else of the server's): the first
+attempt starts it, later attempts ``--resume`` it from its last durable checkpoint. While the
+child runs, the worker renews its lease, mirrors ``metrics.jsonl`` into metrics events and
+``checkpoints.jsonl`` into checkpoint rows, forwards warnings and errors, reaps other workers'
+expired jobs, and acts on cancel and pause, and on the job's run-time budget: SIGTERM to the
+group (training checkpoints and exits), SIGKILL after the grace period. Every one of those
+writes is fenced by the attempt (``queue``).
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ from typing import Any
 
 import yaml
 
+from preftune import settings
 from preftune.errors import ExitCode
 from preftune.fsutil import read_jsonl, write_text
 from preftune.service import queue
-from preftune.service.db import Database
-from preftune.service.jobspec import train_values, validate_files
+from preftune.service.db import Database, Job, Tenant
+from preftune.service.jobspec import train_values
+from preftune.service.limits import ServiceConfig
 from preftune.service.queue import Lease, StaleAttempt
 from preftune.service.store import Store
+from preftune.service.validation import validate_once
 
 # How a training process's exit code reads as a job error code.
 ERROR_CODES = {
@@ -49,43 +55,39 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def validate_once(db: Database, store: Store, worker_id: str, lease_s: float) -> bool:
-    """Validate the files of the oldest job waiting for it; False when none waits."""
-    job = queue.claim_validation(db, worker_id, lease_s)
-    if job is None:
-        return False
-    paths: dict[str, Path | None] = {"training_file": None, "validation_file": None}
-    error = None
-    for param, file_id in (("training_file", job.training_file),
-                           ("validation_file", job.validation_file)):
-        if file_id is None:
-            continue
-        try:
-            paths[param] = store.file_path(queue.file_row(db, job.tenant_id, file_id)
-                                           .storage_name)
-        except queue.NotFound:
-            error = {"code": f"invalid_{param}", "param": param,
-                     "message": f"file {file_id} was deleted before the job started"}
-    if error is None:
-        training = paths["training_file"]
-        assert training is not None
-        error = validate_files(job.config, training, paths["validation_file"])
-    queue.finish_validation(db, job.id, worker_id, error)
-    return True
+class Reaper:
+    """``queue.reap_expired`` at most every ``every_s`` seconds: a busy loop's share of
+    putting a dead worker's job back in the queue, so that it is not left to idle workers."""
+
+    def __init__(self, db: Database, every_s: float) -> None:
+        self.db, self.every_s = db, every_s
+        self.next_at = 0.0
+
+    def __call__(self) -> None:
+        t = time.monotonic()
+        if t >= self.next_at:
+            queue.reap_expired(self.db)
+            self.next_at = t + self.every_s
 
 
 class Validator:
-    """A loop that only validates files: the API server runs one even without workers."""
+    """A loop that validates files and reaps expired leases: the API server runs one even
+    without workers, so that jobs of dead workers are requeued by ``serve --workers 0`` too."""
 
     def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
-                 lease_s: float = 30.0, poll_s: float = 0.5) -> None:
+                 lease_s: float = 30.0, poll_s: float = 0.5,
+                 config: ServiceConfig | None = None) -> None:
         self.db, self.store = db, store
         self.worker_id = worker_id or new_worker_id() + "-validator"
         self.lease_s, self.poll_s = lease_s, poll_s
+        self.config = config or ServiceConfig()
 
     def run(self, stop: threading.Event) -> None:
+        reap = Reaper(self.db, self.lease_s / 2)  # also while a long validation runs
         while not stop.is_set():
-            if not validate_once(self.db, self.store, self.worker_id, self.lease_s):
+            queue.reap_expired(self.db)
+            if not validate_once(self.db, self.store, self.worker_id, self.lease_s,
+                                 self.config.limits, tick=reap):
                 stop.wait(self.poll_s)
 
 
@@ -97,11 +99,23 @@ class Attempt:
     run_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    started: float  # time.monotonic() at the start
+    deadline: float | None = None  # when the job's run-time budget ends (monotonic)
+    max_run_s: float | None = None  # the job's budget over all attempts, for the error
     sent_rows: dict[str, str] = field(default_factory=dict)
     log_offset: int = 0
-    stopping: str | None = None  # cancel | pause | shutdown, once SIGTERM was sent
+    stopping: str | None = None  # cancel | pause | shutdown | max_run_time, once SIGTERM
     kill_at: float | None = None
     files_seen: tuple[tuple[int, int] | None, ...] = ()  # manifests' (size, mtime) last read
+
+
+class JobRefused(Exception):
+    """The job cannot start as it is (an integration no longer allowed, no run time left):
+    it fails with ``error``."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
 
 
 class Worker:
@@ -109,12 +123,15 @@ class Worker:
 
     def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
                  lease_s: float = 30.0, poll_s: float = 1.0, grace_s: float = 30.0,
-                 gpus: int = 0, echo: Callable[[str], None] | None = None) -> None:
+                 gpus: int = 0, echo: Callable[[str], None] | None = None,
+                 config: ServiceConfig | None = None) -> None:
         self.db, self.store = db, store
         self.worker_id = worker_id or new_worker_id()
         self.lease_s, self.poll_s, self.grace_s = lease_s, poll_s, grace_s
         self.gpus = gpus
         self.echo = echo
+        self.config = config or ServiceConfig()
+        self.reap = Reaper(db, lease_s / 2)
 
     def run(self, stop: threading.Event, max_jobs: int | None = None) -> None:
         """Work until ``stop`` is set (or ``max_jobs`` jobs were run)."""
@@ -124,9 +141,11 @@ class Worker:
             while not stop.is_set() and (max_jobs is None or done < max_jobs):
                 queue.worker_alive(self.db, self.worker_id, None)
                 queue.reap_expired(self.db)
-                if validate_once(self.db, self.store, self.worker_id, self.lease_s):
+                if validate_once(self.db, self.store, self.worker_id, self.lease_s,
+                                 self.config.limits, tick=self.reap):
                     continue
-                lease = queue.claim_run(self.db, self.worker_id, self.lease_s)
+                lease = queue.claim_run(self.db, self.worker_id, self.lease_s,
+                                        self.config.max_running())
                 if lease is None:
                     stop.wait(self.poll_s)
                     continue
@@ -143,6 +162,9 @@ class Worker:
         try:
             attempt = self._start(lease)
         except StaleAttempt:
+            return None
+        except JobRefused as e:
+            self._finish(lease, "failed", error=e.error, level="error")
             return None
         except OSError as e:  # the process could not start at all
             self._finish(lease, "failed", error={"code": "worker_error", "param": None,
@@ -171,6 +193,10 @@ class Worker:
 
     def _start(self, lease: Lease) -> Attempt:
         job = queue.get_job(self.db, None, lease.job_id)
+        budget = None if job.max_run_s is None else job.max_run_s - (job.run_s or 0.0)
+        if budget is not None and budget <= 0:
+            raise JobRefused(max_run_error(job.max_run_s))
+        extra = self._integration_env(job)
         job_dir, run_dir = self.store.job_dir(job.id), self.store.run_dir(job.id)
         (job_dir / "logs").mkdir(parents=True, exist_ok=True)
         training = self._file_path(job.tenant_id, job.training_file)
@@ -192,14 +218,46 @@ class Worker:
         else:
             message = "Training process started"
         queue.add_event(self.db, job.id, message, lease=lease)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PREFTUNE_WORKER_PID": str(os.getpid())}
+        env = settings.training_env(job_dir, self.config.pass_env,
+                                    {**extra, "PREFTUNE_WORKER_PID": str(os.getpid())})
         with log_path.open("ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                        stdin=subprocess.DEVNULL, cwd=job_dir, env=env,
                                        start_new_session=True)
+        started = time.monotonic()
         self._say(f"{job.id}: attempt {lease.attempt}: {' '.join(train_args)} "
                   f"(pid {process.pid})")
-        return Attempt(lease, run_dir, log_path, process)
+        return Attempt(lease, run_dir, log_path, process, started,
+                       None if budget is None else started + budget, job.max_run_s)
+
+    def _integration_env(self, job: Job) -> dict[str, str]:
+        """The variables of the job's integrations: the wandb options the config has no
+        field for, then the tenant's credentials from the operator's config, which win.
+
+        The API checked the integrations when the job was created; a quota changed since
+        (the operator took one away) refuses the job here, before it runs."""
+        with self.db.session() as session:
+            tenant = session.get(Tenant, job.tenant_id)
+            name = tenant.name if tenant is not None else ""
+        quota = self.config.quota_for(name)
+        env: dict[str, str] = {}
+        for item in job.integrations or []:
+            kind = str(item.get("type"))
+            allowed = quota.integrations.get(kind)
+            if allowed is None:
+                raise JobRefused({
+                    "code": "integration_not_allowed", "param": "integrations",
+                    "message": f"integration {kind!r} is no longer enabled for your "
+                               "organization on this server; create the job without it, or "
+                               f"ask the operator to enable it (tenants.{name}.integrations."
+                               f"{kind} or quota.integrations.{kind} in the service config)"})
+            options = item.get(kind) or {}
+            if kind == "wandb" and options.get("entity"):
+                env["WANDB_ENTITY"] = str(options["entity"])
+            if kind == "wandb" and options.get("tags"):
+                env["WANDB_TAGS"] = ",".join(str(t) for t in options["tags"])
+            env.update(allowed.env)
+        return env
 
     def _launcher(self) -> list[str]:
         if self.gpus > 1:  # port 0: any free port, as several jobs may share a machine
@@ -222,11 +280,9 @@ class Worker:
                 requested = queue.heartbeat(self.db, attempt.lease, self.lease_s)
                 queue.worker_alive(self.db, self.worker_id, attempt.lease.job_id)
                 next_beat = t + beat_every
-                if attempt.stopping is None and code is None:
-                    if requested in ("cancel", "pause"):
-                        self._stop(attempt, requested)
-                    elif stop.is_set():
-                        self._stop(attempt, "shutdown")
+                if code is None:
+                    self._relay(attempt, requested, stop, t)
+                self.reap()
             self._mirror(attempt)
             if code is not None:
                 return code
@@ -234,6 +290,23 @@ class Worker:
                 self._signal(attempt, signal.SIGKILL)
                 attempt.kill_at = None
             time.sleep(min(self.poll_s, 0.5))
+
+    def _relay(self, attempt: Attempt, requested: str | None, stop: threading.Event,
+               t: float) -> None:
+        """Stop the process for the first reason that comes: a request, the end of the run-time
+        budget, the worker's shutdown. A cancel that comes while it stops to pause (or for a
+        shutdown) makes the stop a cancel: SIGTERM was sent already, the kill deadline stays."""
+        if attempt.stopping is None:
+            if requested in ("cancel", "pause"):
+                self._stop(attempt, requested)
+            elif attempt.deadline is not None and t >= attempt.deadline:
+                self._stop(attempt, "max_run_time")
+            elif stop.is_set():
+                self._stop(attempt, "shutdown")
+        elif requested == "cancel" and attempt.stopping in ("pause", "shutdown"):
+            attempt.stopping = "cancel"
+            self._say(f"{attempt.lease.job_id}: cancel: the training process is stopping "
+                      "already; the job ends cancelled")
 
     def _stop(self, attempt: Attempt, why: str) -> None:
         attempt.stopping = why
@@ -301,35 +374,43 @@ class Worker:
         return lines
 
     def _conclude(self, attempt: Attempt, code: int) -> None:
-        """Write the attempt's outcome: a final status, or paused / queued to go on later."""
+        """Write the attempt's outcome: a final status, or paused / queued to go on later;
+        the attempt's wall time counts against the job's run-time budget."""
         lease = attempt.lease
+        ran_s = time.monotonic() - attempt.started
         if code == 0 and not (attempt.run_dir / "final").is_dir():
             code = ExitCode.TRAINING_FAILED  # exit 0 without a final model is no success
         if code == 0:  # it finished before a stop request reached it: that stands
             job = queue.get_job(self.db, None, lease.job_id)
             results = self._result_file(job.tenant_id, attempt.run_dir)
             self._finish(lease, "succeeded", message="The job has successfully completed",
+                         ran_s=ran_s,
                          fine_tuned_model=f"ft:{job.model}:{job.suffix or 'preftune'}:{job.id}",
                          trained_tokens=trained_tokens(attempt.run_dir),
                          result_files=[results] if results else [])
         elif attempt.stopping == "cancel":
-            self._finish(lease, "cancelled", message="Fine-tuning job cancelled")
+            self._finish(lease, "cancelled", message="Fine-tuning job cancelled", ran_s=ran_s)
         elif attempt.stopping == "pause":
             self._finish(lease, "paused", message="Fine-tuning job paused at "
-                         + last_checkpoint_text(attempt.run_dir))
+                         + last_checkpoint_text(attempt.run_dir), ran_s=ran_s)
         elif attempt.stopping == "shutdown":
             self._finish(lease, "queued", message="The worker stopped; the job is queued "
-                         "again to resume from " + last_checkpoint_text(attempt.run_dir))
+                         "again to resume from " + last_checkpoint_text(attempt.run_dir),
+                         ran_s=ran_s)
+        elif attempt.stopping == "max_run_time":
+            self._finish(lease, "failed", error=max_run_error(attempt.max_run_s),
+                         level="error", ran_s=ran_s)
         else:
             self._finish(lease, "failed", error=failure(code, attempt.log_path),
-                         level="error")
+                         level="error", ran_s=ran_s)
 
     def _finish(self, lease: Lease, status: str, *, error: dict[str, Any] | None = None,
-                message: str | None = None, level: str = "info", **fields: Any) -> None:
-        queue.finish_attempt(self.db, lease, status, error=error,
-                             message=message or (error or {}).get("message"), level=level,
-                             **fields)
-        self._say(f"{lease.job_id}: {status}")
+                message: str | None = None, level: str = "info", ran_s: float = 0.0,
+                **fields: Any) -> None:
+        ended = queue.finish_attempt(self.db, lease, status, error=error,
+                                     message=message or (error or {}).get("message"),
+                                     level=level, ran_s=ran_s, **fields)
+        self._say(f"{lease.job_id}: {ended or status}")
 
     def _result_file(self, tenant_id: str, run_dir: Path) -> str | None:
         """The run's metrics.jsonl, registered as a ``fine-tune-results`` file."""
@@ -376,6 +457,16 @@ def checkpoint_metrics(step: int, train: dict[str, Any] | None,
             "valid_mean_token_accuracy": (evaluation or {}).get("eval/accuracy"),
             "full_valid_loss": (evaluation or {}).get("eval/loss"),
             "full_valid_mean_token_accuracy": (evaluation or {}).get("eval/accuracy")}
+
+
+def max_run_error(max_run_s: float | None) -> dict[str, Any]:
+    """The error of a job that used up its run time (``Job.max_run_s``, over all attempts)."""
+    hours = (max_run_s or 0.0) / 3600
+    return {"code": "max_run_time_exceeded", "param": None,
+            "message": f"the job ran longer than max_run_hours={hours:g} "
+                       "(limits.max_run_hours), over all its attempts; its checkpoints are "
+                       "kept. Ask for fewer steps or epochs, or ask the operator to raise "
+                       "limits.max_run_hours in the service config"}
 
 
 def last_checkpoint_text(run_dir: Path) -> str:

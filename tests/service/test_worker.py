@@ -1,5 +1,7 @@
 """Workers running real training processes on the tiny model: tracking, pause and resume,
-cancel, failures, and the crash test (a SIGKILLed worker's job resumes on another worker)."""
+cancel, failures, and the crash test (a SIGKILLed worker's job resumes on another worker);
+and running a stand-in process: its environment, a cancel during a pause, the run-time
+budget, and dead workers' jobs requeued by busy workers and by a lone validator."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ import pytest
 from preftune.fsutil import read_jsonl
 from preftune.service import queue
 from preftune.service.auth import ensure_tenant
+from preftune.service.db import Job
 from preftune.service.jobspec import build_spec
+from preftune.service.limits import ServiceConfig
 from preftune.service.pipeline import register_local_file
 from preftune.service.queue import Lease, StaleAttempt
-from preftune.service.worker import Worker, validate_once
+from preftune.service.worker import Validator, Worker, validate_once
 
 FAST = {"batch_size": 2, "grad_accum": 1, "learning_rate": 2e-3, "max_length": 256,
         "max_prompt_length": 128, "logging_steps": 1, "warmup_steps": 2}
@@ -70,7 +74,8 @@ class Running:
 
     def __init__(self, db, store, **options) -> None:
         self.stop = threading.Event()
-        self.worker = Worker(db, store, lease_s=10, poll_s=0.1, grace_s=30, **options)
+        self.worker = Worker(db, store, **{"lease_s": 10, "poll_s": 0.1, "grace_s": 30,
+                                           **options})
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,))
         self.thread.start()
 
@@ -130,10 +135,8 @@ def test_a_failing_training_process_fails_the_job_with_its_error(db, store, samp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     job = submit(db, store, sample_pairs, n_examples=8)
     with db.session() as session:  # a model that cannot be loaded: exit code 4
-        from preftune.service.db import Job
-
         session.get(Job, job.id).config = {**job.config, "model": "nobody/no-such-model"}
-    running()
+    running(config=ServiceConfig(pass_env=["HF_HUB_OFFLINE"]))  # no hub: fail at once
     wait_for(lambda: status(db, job.id) == "failed")
     error = queue.get_job(db, None, job.id).error
     assert error["code"] == "model_not_found" and "nobody/no-such-model" in error["message"]
@@ -211,8 +214,9 @@ def test_a_sigkilled_workers_job_resumes_on_another_worker(database_url, db, sto
     with pytest.raises(StaleAttempt):
         queue.record_checkpoint(db, stale, 99, "step-99", "m", {})
     assert list(store.jobs_dir.iterdir()) == [store.job_dir(job.id)]
-    assert sorted(p.name for p in store.job_dir(job.id).iterdir()) == [
-        "logs", "run", "train.yaml"]
+    # HOME is the job directory: tools may leave their dot-directories (.config/matplotlib).
+    assert sorted(p.name for p in store.job_dir(job.id).iterdir()
+                  if not p.name.startswith(".")) == ["logs", "run", "train.yaml"]
     assert sorted(p.name for p in (store.job_dir(job.id) / "logs").iterdir()) == [
         "attempt-1.log", "attempt-2.log"]
     messages = [e.message for e in events(db, job.id)]
@@ -276,3 +280,174 @@ def test_a_worker_that_cannot_follow_its_job_kills_the_training_process(
     pid = int(re.search(r"\(pid (\d+)\)", "\n".join(said))[1])
     assert not _alive(pid)
     assert job.id in said[0]
+
+
+# ------------------------------------------------------------- with a stand-in for training
+
+FAKE_TRAINING = """\
+import json, os, signal, sys, time
+from pathlib import Path
+
+Path("env.json").write_text(json.dumps(dict(os.environ)))
+
+def stop(signum, frame):
+    Path("sigterm").write_text("1")
+    time.sleep({term_s})  # saving a checkpoint
+    sys.exit(143)
+
+signal.signal(signal.SIGTERM, stop)
+time.sleep({run_s})
+Path("run/final").mkdir(parents=True)
+"""
+
+
+@pytest.fixture
+def fake_training(monkeypatch, tmp_path):
+    """Workers start a stand-in for `preftune train` in the job directory: it writes its
+    environment to env.json, runs ``run_s`` seconds (then succeeds), and takes ``term_s``
+    seconds to stop on SIGTERM, leaving a file ``sigterm``."""
+
+    def use(run_s: float = 60, term_s: float = 0.2) -> None:
+        script = tmp_path / "fake_train.py"
+        script.write_text(FAKE_TRAINING.format(run_s=run_s, term_s=term_s))
+        monkeypatch.setattr(Worker, "_launcher", lambda self: [sys.executable, str(script)])
+
+    return use
+
+
+def queued(db, store, data: Path, **columns):
+    """A job past validation, with ``columns`` of its row set."""
+    job = submit(db, store, data)
+    with db.session() as session:
+        row = session.get(Job, job.id)
+        row.status = "queued"
+        for name, value in columns.items():
+            setattr(row, name, value)
+    return job
+
+
+def environment(store, job_id):
+    return json.loads((store.job_dir(job_id) / "env.json").read_text())
+
+
+SECRETS = ("HF_TOKEN", "WANDB_API_KEY", "AWS_SECRET_ACCESS_KEY")
+
+
+def test_the_training_process_gets_no_server_secrets_only_its_tenants(
+        db, store, sample_pairs, running, fake_training, monkeypatch):
+    for name in SECRETS:
+        monkeypatch.setenv(name, f"server-{name}")
+    fake_training(run_s=0)
+    plain = queued(db, store, sample_pairs)
+    tracked = queued(db, store, sample_pairs, integrations=[
+        {"type": "wandb", "wandb": {"project": "p", "entity": "lab", "tags": ["a", "b"]}}])
+    config = ServiceConfig(tenants={"team-a": {"integrations": {"wandb": {
+        "env": {"WANDB_API_KEY": "team-key"}}}}})
+    running(config=config)
+    wait_for(lambda: {status(db, plain.id), status(db, tracked.id)} <= {"succeeded", "failed"})
+    assert status(db, plain.id) == status(db, tracked.id) == "succeeded"
+    env = environment(store, plain.id)
+    assert not [name for name in SECRETS if name in env]
+    assert env["HOME"] == str(store.job_dir(plain.id))
+    assert env["PREFTUNE_WORKER_PID"] == str(os.getpid())
+    env = environment(store, tracked.id)
+    assert env["WANDB_API_KEY"] == "team-key"
+    assert (env["WANDB_ENTITY"], env["WANDB_TAGS"]) == ("lab", "a,b")
+    assert "HF_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+
+
+def test_an_integration_the_tenant_lost_fails_the_job_before_it_starts(
+        db, store, sample_pairs, running, fake_training):
+    fake_training(run_s=0)
+    job = queued(db, store, sample_pairs,
+                 integrations=[{"type": "wandb", "wandb": {"project": "p"}}])
+    running()  # the default quota enables no integration
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"))
+    error = queue.get_job(db, None, job.id).error
+    assert error["code"] == "integration_not_allowed" and error["param"] == "integrations"
+    assert "tenants.team-a.integrations.wandb" in error["message"]
+    assert not (store.job_dir(job.id) / "env.json").exists()
+
+
+def test_a_cancel_while_the_job_stops_to_pause_ends_it_cancelled(
+        db, store, sample_pairs, running, fake_training):
+    fake_training(run_s=60, term_s=3)
+    job = queued(db, store, sample_pairs)
+    said: list[str] = []
+    running(echo=said.append)
+    wait_for(lambda: (store.job_dir(job.id) / "env.json").exists())
+    queue.request_pause(db, None, job.id)
+    wait_for(lambda: (store.job_dir(job.id) / "sigterm").exists(), timeout=10)
+    queue.request_cancel(db, None, job.id)  # it is saving its checkpoint for the pause
+    wait_for(lambda: status(db, job.id) not in ("running", "validating_files"), timeout=20)
+    assert status(db, job.id) == "cancelled"
+    assert events(db, job.id)[-1].message == "Fine-tuning job cancelled"
+    assert f"{job.id}: cancelled" in said and f"{job.id}: paused" not in said
+
+
+def test_a_busy_worker_requeues_a_dead_workers_job(db, store, sample_pairs, running,
+                                                   fake_training):
+    fake_training(run_s=60)
+    busy = queued(db, store, sample_pairs)
+    running(lease_s=1)
+    wait_for(lambda: (store.job_dir(busy.id) / "env.json").exists())
+    orphan = queued(db, store, sample_pairs)
+    lease = queue.claim_run(db, "dead-worker", 0.2)  # and never a heartbeat
+    assert lease is not None and lease.job_id == orphan.id
+    claimed = time.monotonic()
+    wait_for(lambda: status(db, orphan.id) == "queued", timeout=3, every=0.05)
+    assert time.monotonic() - claimed < 2 * 1 + 0.2  # two of the busy worker's leases
+    assert status(db, busy.id) == "running"
+    assert any("dead-worker stopped renewing its lease" in e.message
+               for e in events(db, orphan.id))
+
+
+def test_a_lone_validator_requeues_a_dead_workers_job(db, store, sample_pairs):
+    orphan = queued(db, store, sample_pairs)
+    assert queue.claim_run(db, "dead-worker", 0.2).job_id == orphan.id
+    stop = threading.Event()
+    thread = threading.Thread(target=Validator(db, store, lease_s=1, poll_s=0.1).run,
+                              args=(stop,))
+    thread.start()
+    try:
+        wait_for(lambda: status(db, orphan.id) == "queued", timeout=3, every=0.05)
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_job_past_its_run_time_is_stopped_and_fails(db, store, sample_pairs, running,
+                                                      fake_training):
+    fake_training(run_s=60)
+    # 1.5 s over all attempts, 0.5 s of them used by an earlier attempt: 1 s left.
+    job = queued(db, store, sample_pairs, max_run_s=1.5, run_s=0.5)
+    running()
+    started = time.monotonic()
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"), timeout=20)
+    assert time.monotonic() - started < 10
+    row = queue.get_job(db, None, job.id)
+    assert row.error["code"] == "max_run_time_exceeded" and row.error["param"] is None
+    assert f"max_run_hours={1.5 / 3600:g} (limits.max_run_hours)" in row.error["message"]
+    assert (store.job_dir(job.id) / "sigterm").exists()  # it was asked to stop, then stopped
+    assert 1.5 <= row.run_s < 8  # the attempt's time was added to the earlier attempt's
+
+
+def test_a_job_with_no_run_time_left_fails_without_starting(db, store, sample_pairs, running,
+                                                            fake_training):
+    fake_training(run_s=0)
+    job = queued(db, store, sample_pairs, max_run_s=2.0, run_s=2.0)
+    running()
+    wait_for(lambda: status(db, job.id) in ("succeeded", "failed"))
+    assert queue.get_job(db, None, job.id).error["code"] == "max_run_time_exceeded"
+    assert not (store.job_dir(job.id) / "env.json").exists()
+
+
+def test_workers_keep_a_tenant_within_its_running_jobs_cap(db, store, sample_pairs, running,
+                                                           fake_training):
+    fake_training(run_s=60)
+    first, second = queued(db, store, sample_pairs), queued(db, store, sample_pairs)
+    config = ServiceConfig(quota={"max_running_jobs": 1})
+    running(config=config), running(config=config)
+    wait_for(lambda: (store.job_dir(first.id) / "env.json").exists())
+    time.sleep(1.0)  # the second worker polls every 0.1 s: it had time to claim
+    assert (status(db, first.id), status(db, second.id)) == ("running", "queued")
