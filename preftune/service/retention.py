@@ -1,17 +1,19 @@
 """Deleting what tenants no longer need: an ended job on request, and old jobs and files by
 the operator's retention policy (``limits.Retention``).
 
-A row is deleted before its bytes. A crash in between leaves bytes that no row names, which
-the next ``sweep`` removes as orphans; never a row whose bytes are gone.
+Bytes are set aside (renamed, ``Store.set_aside``) before their row is deleted and put back if
+the deletion fails, so a crash leaves no bytes that no row names; ``Store.clean_temporaries``
+removes what was set aside. Nothing here deletes bytes by looking for ones without a row: a
+service directory pointed at the wrong database keeps its data.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from preftune.service.db import Database, File, Job
@@ -21,9 +23,6 @@ from preftune.service.store import Store
 
 DAY_S = 86400.0
 RESULTS = "fine-tune-results"  # a job's own files: deleted with the job, not by age
-# Bytes without a row are orphans only after this long: an upload's bytes are renamed into
-# place a moment before its row is written.
-ORPHAN_GRACE_S = 3600.0
 
 
 def delete_job(db: Database, store: Store, tenant_id: str | None, job_id: str) -> None:
@@ -33,25 +32,50 @@ def delete_job(db: Database, store: Store, tenant_id: str | None, job_id: str) -
     Refused with ``Conflict`` while the job is unfinished, or while an unfinished job of the
     tenant trains on from its fine-tuned model (that job reads the model's directory).
     """
-    with db.session() as session:
-        job = session.get(Job, job_id, with_for_update=True)
-        if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
-            raise NotFound(f"no fine-tuning job {job_id!r}")
-        if job.status not in TERMINAL:
-            raise Conflict(f"job {job_id} is {job.status}; only an ended job (succeeded, "
-                           "failed or cancelled) can be deleted",
-                           [f"cancel it first (POST /v1/fine_tuning/jobs/{job_id}/cancel), "
-                            "then delete it once it has ended"])
-        _refuse_if_a_base(session, job)
-        results = session.scalars(select(File).where(
-            File.id.in_(job.result_files or []), File.tenant_id == job.tenant_id,
-            File.purpose == RESULTS)).all()
-        storage_names = [row.storage_name for row in results]
-        session.execute(delete(File).where(File.id.in_([row.id for row in results])))
-        session.execute(delete(Job).where(Job.id == job_id))
-    for name in storage_names:
-        store.delete(name)
-    store.delete_job_dir(job_id)
+    moved: list[tuple[Path, Path]] = []
+    try:
+        with db.session() as session:  # committed as the block ends: inside the try
+            job = session.get(Job, job_id, with_for_update=True)
+            if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
+                raise NotFound(f"no fine-tuning job {job_id!r}")
+            if job.status not in TERMINAL:
+                raise Conflict(f"job {job_id} is {job.status}; only an ended job (succeeded, "
+                               "failed or cancelled) can be deleted",
+                               [f"cancel it first (POST /v1/fine_tuning/jobs/{job_id}/"
+                                "cancel), then delete it once it has ended"])
+            _refuse_if_a_base(session, job)
+            results = session.scalars(select(File).where(
+                File.id.in_(job.result_files or []), File.tenant_id == job.tenant_id,
+                File.purpose == RESULTS)).all()
+            moved = _set_aside(store, [store.job_dir(job_id)]
+                               + [store.file_path(row.storage_name) for row in results])
+            session.execute(delete(File).where(File.id.in_([row.id for row in results])))
+            session.execute(delete(Job).where(Job.id == job_id))
+    except BaseException:
+        _put_back(moved)
+        raise
+    for _, aside in moved:
+        store.discard(aside)
+    store.delete_archives(job_id)
+
+
+def _set_aside(store: Store, paths: list[Path]) -> list[tuple[Path, Path]]:
+    """Set each existing path aside: (path, where it went)."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        for path in paths:
+            aside = store.set_aside(path)
+            if aside is not None:
+                moved.append((path, aside))
+    except BaseException:
+        _put_back(moved)
+        raise
+    return moved
+
+
+def _put_back(moved: list[tuple[Path, Path]]) -> None:
+    for path, aside in reversed(moved):
+        os.replace(aside, path)
 
 
 def _refuse_if_a_base(session: Session, job: Job) -> None:
@@ -69,15 +93,14 @@ def _refuse_if_a_base(session: Session, job: Job) -> None:
 
 def sweep(db: Database, store: Store, retention: Retention,
           now: float | None = None) -> dict[str, int]:
-    """Delete what the retention policy lets go, and the bytes no row names.
+    """Delete what the retention policy lets go.
 
     Ended jobs go ``jobs_days`` after they ended (as ``delete_job``; one that an unfinished
     job trains on from stays until that job ends); uploaded files go ``files_days`` after
-    upload once no unfinished job reads them. Returns the counts: ``jobs``, ``files`` and
-    ``orphans`` (job directories, archives and files without a row).
+    upload once no unfinished job reads them. Returns the counts: ``jobs`` and ``files``.
     """
     t = time.time() if now is None else now
-    counts = {"jobs": 0, "files": 0, "orphans": 0}
+    counts = {"jobs": 0, "files": 0}
     if retention.jobs_days is not None:
         for job_id in _ended_before(db, t - retention.jobs_days * DAY_S):
             try:
@@ -87,7 +110,6 @@ def sweep(db: Database, store: Store, retention: Retention,
             counts["jobs"] += 1
     if retention.files_days is not None:
         counts["files"] = _delete_files_before(db, store, t - retention.files_days * DAY_S)
-    counts["orphans"] = _delete_orphans(db, store, t - ORPHAN_GRACE_S)
     return counts
 
 
@@ -98,48 +120,48 @@ def _ended_before(db: Database, cutoff: float) -> list[str]:
 
 
 def _delete_files_before(db: Database, store: Store, cutoff: float) -> int:
-    """Uploaded files older than ``cutoff`` that no unfinished job reads: rows, then bytes."""
+    """Uploaded files older than ``cutoff`` that no unfinished job reads: bytes set aside,
+    rows deleted, then the bytes."""
     read = select(Job.id).where(or_(Job.training_file == File.id,
                                     Job.validation_file == File.id),
                                 Job.status.not_in(TERMINAL))
-    with db.session() as session:
-        rows = session.scalars(select(File).where(
-            File.created_at < cutoff, File.purpose != RESULTS, ~exists(read))
-            .with_for_update(skip_locked=True)).all()
-        storage_names = [row.storage_name for row in rows]
-        session.execute(delete(File).where(File.id.in_([row.id for row in rows])))
-    for name in storage_names:
-        store.delete(name)
-    return len(storage_names)
-
-
-def _delete_orphans(db: Database, store: Store, cutoff: float) -> int:
-    """Job directories, archives and files older than ``cutoff`` whose row is gone."""
-    removed = 0
-    with db.session() as session:
-        job_ids = set(session.scalars(select(Job.id)))
-        storage_names = set(session.scalars(select(File.storage_name)))
-    for job_id in sorted(store.job_ids_on_disk() - job_ids):
-        if _older(store.job_dir(job_id), cutoff) and all(
-                _older(p, cutoff) for p in store.downloads_dir.glob(f"{job_id}-*")):
-            store.delete_job_dir(job_id)
-            removed += 1
-    for path in _entries(store.files_dir):
-        if path.name not in storage_names and _older(path, cutoff):
-            store.delete(path.name)
-            removed += 1
-    return removed
-
-
-def _entries(directory: Path) -> Iterator[Path]:
-    """The entries of ``directory`` a row would name (no temporaries: they start with '.')."""
-    if directory.is_dir():
-        yield from (p for p in directory.iterdir() if not p.name.startswith("."))
-
-
-def _older(path: Path, cutoff: float) -> bool:
-    """Whether ``path`` was last changed before ``cutoff`` (a path that is gone is)."""
+    moved: list[tuple[Path, Path]] = []
     try:
-        return path.lstat().st_mtime < cutoff
-    except FileNotFoundError:
-        return True
+        with db.session() as session:
+            rows = session.scalars(select(File).where(
+                File.created_at < cutoff, File.purpose != RESULTS, ~exists(read))
+                .with_for_update(skip_locked=True)).all()
+            moved = _set_aside(store, [store.file_path(row.storage_name) for row in rows])
+            session.execute(delete(File).where(File.id.in_([row.id for row in rows])))
+    except BaseException:
+        _put_back(moved)
+        raise
+    for _, aside in moved:
+        store.discard(aside)
+    return len(rows)
+
+
+def delete_file(db: Database, store: Store, tenant_id: str, file_id: str) -> None:
+    """Delete a file no unfinished job reads (``Conflict`` otherwise): its row and bytes."""
+    moved: list[tuple[Path, Path]] = []
+    try:
+        with db.session() as session:
+            row = session.get(File, file_id, with_for_update=True)
+            if row is None or row.tenant_id != tenant_id:
+                raise NotFound(f"no file {file_id!r}")
+            users = session.scalar(select(func.count()).select_from(Job).where(
+                or_(Job.training_file == file_id, Job.validation_file == file_id),
+                Job.status.not_in(TERMINAL))) or 0
+            if users:
+                raise Conflict(f"file {file_id} is read by {users} unfinished fine-tuning "
+                               f"job{'s' if users > 1 else ''}",
+                               ["cancel those jobs, or delete the file once they have ended"])
+            moved = _set_aside(store, [store.file_path(row.storage_name)])
+            session.execute(delete(File).where(File.id == file_id))
+    except BaseException:
+        _put_back(moved)
+        raise
+    for _, aside in moved:
+        store.discard(aside)
+
+

@@ -154,19 +154,38 @@ class Store:
     def _locked(self, name: str) -> _ArchiveLock:
         return _ArchiveLock(self.downloads_dir / f"{name}.lock")
 
-    def delete_job_dir(self, job_id: str) -> None:
-        """Remove the job's directory and its download archives.
+    def set_aside(self, path: Path) -> Path | None:
+        """Rename ``path`` (a job directory or a stored file) to a hidden ``.deleted-`` name
+        beside it, so that deleting it is one rename; None if it does not exist.
 
-        The directory is first renamed aside (``jobs/.deleted-<job id>-...``), so that a crash
-        midway leaves no half-deleted job directory under the job's name;
-        ``clean_temporaries`` removes what a crash left aside.
+        A deletion sets the bytes aside before it deletes their row, and puts them back if
+        that fails: a crash leaves either the row with its bytes set aside (the deletion was
+        asked for; ``clean_temporaries`` finishes it) or nothing, never bytes no row names.
         """
-        job_dir = self.job_dir(job_id)
-        if job_dir.exists():
-            aside = self.jobs_dir / f".deleted-{job_id}-{_writer()}"
-            os.replace(job_dir, aside)
-            fsync_dir(self.jobs_dir)
+        if not path.exists():
+            return None
+        aside = path.parent / f".deleted-{path.name}-{_writer()}"
+        os.replace(path, aside)
+        fsync_dir(path.parent)
+        return aside
+
+    @staticmethod
+    def discard(aside: Path) -> None:
+        """Remove what ``set_aside`` renamed."""
+        if aside.is_dir():
             shutil.rmtree(aside, ignore_errors=True)
+        else:
+            aside.unlink(missing_ok=True)
+
+    def delete_job_dir(self, job_id: str) -> None:
+        """Remove the job's directory (set aside first) and its download archives."""
+        aside = self.set_aside(self.job_dir(job_id))
+        if aside is not None:
+            self.discard(aside)
+        self.delete_archives(job_id)
+
+    def delete_archives(self, job_id: str) -> None:
+        """Remove the job's download archives and their lock files."""
         if not self.downloads_dir.is_dir():
             return
         for lock_path in sorted(self.downloads_dir.glob(f"{job_id}-*.lock")):
@@ -189,8 +208,9 @@ class Store:
 
     def clean_temporaries(self, max_age_s: float = TEMPORARY_MAX_AGE_S) -> list[Path]:
         """Remove what killed processes left: partial uploads and archives of this host whose
-        process is gone, any older than ``max_age_s`` (another host's, a reused pid), and job
-        directories a deletion had set aside. Returns the paths removed.
+        process is gone, any older than ``max_age_s`` (another host's, a reused pid), what a
+        deletion had set aside, and the archives of jobs whose directory is gone. Returns the
+        paths removed (archives not counted).
 
         Safe while other processes of the service run: a live process's temporaries are
         younger than a day and name a pid that is alive.
@@ -205,10 +225,15 @@ class Store:
             if old or _left_by_dead_process(path.name.removesuffix(".tmp")):
                 path.unlink(missing_ok=True)
                 removed.append(path)
-        if self.jobs_dir.is_dir():
-            for aside in self.jobs_dir.glob(".deleted-*"):
-                shutil.rmtree(aside, ignore_errors=True)
-                removed.append(aside)
+        for directory in (self.jobs_dir, self.files_dir):
+            if directory.is_dir():
+                for aside in directory.glob(".deleted-*"):
+                    self.discard(aside)
+                    removed.append(aside)
+        # Archives are built from a job's directory: without it they are dead weight.
+        for job_id in sorted(self.job_ids_on_disk()):
+            if not self.job_dir(job_id).exists():
+                self.delete_archives(job_id)
         return removed
 
     def _temporaries(self) -> Iterator[Path]:

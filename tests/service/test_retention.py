@@ -122,9 +122,8 @@ def test_sweep_deletes_old_ended_jobs_only(db, store, keys):
     unfinished = _job(db, keys.alice_tenant)
     _ended_days_ago(db, old.id, 31)
     _ended_days_ago(db, recent.id, 29)
-    assert retention.sweep(db, store, Retention()) == {"jobs": 0, "files": 0, "orphans": 0}
-    assert retention.sweep(db, store, Retention(jobs_days=30)) == {
-        "jobs": 1, "files": 0, "orphans": 0}
+    assert retention.sweep(db, store, Retention()) == {"jobs": 0, "files": 0}
+    assert retention.sweep(db, store, Retention(jobs_days=30)) == {"jobs": 1, "files": 0}
     with pytest.raises(NotFound):
         queue.get_job(db, None, old.id)
     assert not store.job_dir(old.id).exists()
@@ -146,7 +145,7 @@ def test_sweep_deletes_old_files_no_unfinished_job_reads(db, store, keys):
                         .values(created_at=int(time.time() - 8 * DAY)))
     free_path = store.file_path(queue.file_row(db, None, free).storage_name)
     counts = retention.sweep(db, store, Retention(files_days=7))
-    assert counts == {"jobs": 0, "files": 1, "orphans": 0}
+    assert counts == {"jobs": 0, "files": 1}
     with pytest.raises(NotFound):
         queue.file_row(db, None, free)
     assert not free_path.exists()
@@ -154,20 +153,46 @@ def test_sweep_deletes_old_files_no_unfinished_job_reads(db, store, keys):
         assert store.file_path(queue.file_row(db, None, kept).storage_name).is_file()
 
 
-def test_sweep_removes_bytes_whose_rows_are_gone(db, store, keys):
-    """What a crash between deleting a row and its bytes leaves: a job directory, an
-    archive, a file; bytes younger than the grace (an upload's row follows them) stay."""
+def test_sweep_never_deletes_bytes_that_no_row_names(db, store, keys):
+    """A service directory pointed at another (or a fresh) database keeps its data."""
     job = _succeeded(db, store, keys.alice_tenant)
-    kept = _upload(db, store, keys.alice_tenant)
     with db.session() as session:
         session.execute(Job.__table__.delete().where(Job.id == job.id))
-    orphan = store.files_dir / "file-0123456789abcdef01234567.jsonl"
-    orphan.write_text("{}\n")
-    assert retention.sweep(db, store, Retention())["orphans"] == 0  # within the grace
-    later = time.time() + 2 * retention.ORPHAN_GRACE_S
-    counts = retention.sweep(db, store, Retention(), now=later)
-    assert counts["orphans"] == 2  # the job's directory with its archive, and the file
-    assert not store.job_dir(job.id).exists() and not orphan.exists()
+    stray = store.files_dir / "file-0123456789abcdef01234567.jsonl"
+    stray.write_text("{}\n")
+    far_future = time.time() + 1000 * DAY
+    assert retention.sweep(db, store, Retention(jobs_days=1, files_days=1),
+                           now=far_future) == {"jobs": 0, "files": 0}
+    assert store.job_dir(job.id).is_dir() and stray.is_file()
+
+
+def test_a_deletion_that_fails_puts_the_bytes_back(db, store, keys, monkeypatch):
+    job = _succeeded(db, store, keys.alice_tenant)
+    result = store.file_path(queue.file_row(db, None, job.result_files[0]).storage_name)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(retention, "delete", broken)
+    with pytest.raises(RuntimeError):
+        retention.delete_job(db, store, keys.alice_tenant, job.id)
+    assert queue.get_job(db, None, job.id).status == "succeeded"
+    assert (store.run_dir(job.id) / "final").is_dir() and result.is_file()
+    assert not [p for p in store.root.rglob(".deleted-*")]
+
+
+def test_what_a_crash_set_aside_is_removed_at_start(db, store, keys):
+    """A crash after the bytes were set aside, before the row went: the row stays (delete
+    it again), the bytes set aside are removed by clean_temporaries, and so are archives of a
+    job whose directory is gone."""
+    job = _succeeded(db, store, keys.alice_tenant)
+    store.archive(store.run_dir(job.id) / "final", f"{job.id}-final")
+    aside = store.set_aside(store.job_dir(job.id))
+    assert aside is not None and aside.name.startswith(".deleted-")
+    removed = store.clean_temporaries()
+    assert aside in removed and not aside.exists()
     assert not list(store.downloads_dir.glob(f"{job.id}-*"))
-    assert store.file_path(queue.file_row(db, None, kept).storage_name).is_file()
+    retention.delete_job(db, store, keys.alice_tenant, job.id)
+    with pytest.raises(NotFound):
+        queue.get_job(db, None, job.id)
     assert os.listdir(store.jobs_dir) == []
