@@ -5,7 +5,8 @@ States (as the OpenAI fine-tuning API names them, plus ``paused``)::
     validating_files -> queued -> running -> succeeded | failed | cancelled
                                    running -> paused -> queued (resume)
 
-Claims to run are fair across tenants (``claim_run``): among the tenants that have a queued
+Validation claims take tenants in turns (``claim_validation``). Claims to run are fair across
+tenants (``claim_run``): among the tenants that have a queued
 job and fewer running jobs than their cap, the one served least recently goes first (never
 served first, then by tenant id), and of its queued jobs the one with the highest priority,
 then the oldest. One tenant's backlog therefore delays another tenant's next job by at most
@@ -346,18 +347,33 @@ def live_workers(db: Database, within_s: float) -> int:
 
 
 def claim_validation(db: Database, worker_id: str, lease_s: float) -> Job | None:
-    """The oldest job waiting for its files to be validated, leased to ``worker_id``."""
+    """A job waiting for its files to be validated, leased to ``worker_id``.
+
+    Tenants take turns: each tenant's oldest waiting job comes first, then each tenant's
+    second, and so on (oldest first within a turn), so one tenant's 40 new jobs do not hold
+    back another tenant's one.
+    """
     t = time.time()
+    free = or_(Job.lease_owner.is_(None), Job.lease_expires_at < t)
+    turn = func.row_number().over(partition_by=Job.tenant_id,
+                                  order_by=(Job.order_key, Job.id)).label("turn")
+    # Turns count every waiting job, leased ones too: a tenant whose first job is being
+    # validated has its second job in the second turn.
+    waiting = select(Job.id, Job.order_key, Job.lease_owner, Job.lease_expires_at,
+                     turn).where(Job.status == "validating_files").subquery()
     with db.session() as session:
-        job = session.scalars(
-            select(Job).where(Job.status == "validating_files",
-                              or_(Job.lease_owner.is_(None), Job.lease_expires_at < t))
-            .order_by(Job.order_key, Job.id).limit(1)
-            .with_for_update(skip_locked=True)).first()
-        if job is None:
-            return None
-        job.lease_owner, job.lease_expires_at = worker_id, t + lease_s
-        return job
+        # Window functions cannot take row locks: rank first, then lock the first free one.
+        ranked = session.scalars(select(waiting.c.id).where(
+            or_(waiting.c.lease_owner.is_(None), waiting.c.lease_expires_at < t)).order_by(
+            waiting.c.turn, waiting.c.order_key, waiting.c.id).limit(16)).all()
+        for job_id in ranked:
+            job = session.scalars(select(Job).where(
+                Job.id == job_id, Job.status == "validating_files", free)
+                .with_for_update(skip_locked=True)).first()
+            if job is not None:
+                job.lease_owner, job.lease_expires_at = worker_id, t + lease_s
+                return job
+        return None
 
 
 def finish_validation(db: Database, job_id: str, worker_id: str,

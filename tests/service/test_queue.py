@@ -362,3 +362,16 @@ def test_enqueue_stores_priority_integrations_and_run_limit(db, keys):
     row = queue.get_job(db, None, job.id)
     assert (row.priority, row.integrations, row.max_run_s, row.run_s, row.request_hash) == (
         3, integrations, 60.0, 0.0, "c" * 64)
+
+
+def test_validation_takes_tenants_in_turns(db, keys):
+    """bob's 5 new jobs, then alice's 2: validators take bob 1, alice 1, bob 2, alice 2, ..."""
+    bob = [_job(db, keys.bob_tenant)[0].id for _ in range(5)]
+    alice = [_job(db, keys.alice_tenant)[0].id for _ in range(2)]
+    order = []
+    while (job := queue.claim_validation(db, f"v{len(order)}", 30)) is not None:
+        order.append(job.id)
+    assert order == [bob[0], alice[0], bob[1], alice[1], *bob[2:]]
+    expected_free = order[0]
+    _expire(db, expected_free)  # an expired validation lease is free to claim again
+    assert queue.claim_validation(db, "v-late", 30).id == expected_free
