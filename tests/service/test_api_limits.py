@@ -376,6 +376,8 @@ def test_good_keys_never_count_as_failed(db, store, keys):
 def test_wrong_metrics_tokens_count_as_failed_checks(db, store, keys):
     client = TestClient(create_app(db, store, config=ServiceConfig(
         failed_auth_per_minute=2, metrics_token="m")))
+    for _ in range(3):  # no token at all is no guess
+        refused(client.get("/metrics"), 401, "invalid_metrics_token")
     for _ in range(2):
         refused(client.get("/metrics", headers=auth("guess")), 401, "invalid_metrics_token")
     refused(client.get("/metrics", headers=auth("m")), 429, "too_many_failed_keys")

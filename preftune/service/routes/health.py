@@ -58,7 +58,7 @@ def check_metrics_token(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(metrics_bearer)],
 ) -> None:
     """401 unless the request carries the metrics token (compared in constant time); a
-    wrong token counts as a failed key check of the caller's address."""
+    wrong one counts as a failed key check of the caller's address, as a wrong key does."""
     check_address(request, service)
     token = service.config.metrics_token or settings.metrics_token()
     if token is None:
@@ -67,7 +67,8 @@ def check_metrics_token(
                        code="no_metrics_token")
     given = credentials.credentials if credentials is not None else ""
     if not hmac.compare_digest(given.encode("utf-8"), token.encode("utf-8")):
-        failed_check(request, service)
+        if credentials is not None:  # a guess; no header at all is not one
+            failed_check(request, service)
         raise ApiError(401, "/metrics needs the header 'Authorization: Bearer <metrics "
                        f"token>'\nhint: {TOKEN_HINT}", type="authentication_error",
                        code="invalid_metrics_token")
