@@ -108,6 +108,11 @@ TRAINING_ENV = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"
                 "MKL_NUM_THREADS", "TOKENIZERS_PARALLELISM")
 
 
+def environment_names() -> list[str]:
+    """Every variable this process has: what a local, single-user run passes on whole."""
+    return list(os.environ)
+
+
 def training_env(home: Path, passed: Iterable[str] = (),
                  extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The whole environment of a service training process.

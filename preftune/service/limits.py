@@ -60,7 +60,8 @@ class Limits(_Strict):
                                  "all its attempts; then it fails with max_run_time_exceeded.")
     max_attempts: int = Field(10, ge=1, description="Largest max_attempts a job may ask for.")
     validation_memory_mb: int = Field(2048, ge=64, description="Memory a file's validation "
-                                      "may use (address space of its child process), in MiB.")
+                                      "may use (the private data memory of its child process, "
+                                      "RLIMIT_DATA), in MiB.")
     validation_timeout_s: float = Field(300.0, gt=0, description="Seconds a file's "
                                         "validation may take.")
 

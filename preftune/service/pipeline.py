@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from preftune import settings
 from preftune.config import normalize_algo
 from preftune.errors import ConfigError, ExitCode, UsageError
 from preftune.service import queue
 from preftune.service.auth import ensure_tenant
 from preftune.service.db import Database, Job
 from preftune.service.jobspec import build_spec
+from preftune.service.limits import ServiceConfig
 from preftune.service.store import Store, display_name
 from preftune.service.validation import validate_once
 from preftune.service.worker import Worker, new_worker_id
@@ -87,7 +89,11 @@ def run_pipeline(root: Path, dataset: Path, values: dict[str, Any],
         if job.status == "failed":
             return PipelineResult(job, ExitCode.INVALID_DATA, store.run_dir(job.id))
         say(f"job {job.id}: queued")
-        worker = Worker(db, store, worker_id=worker_id, lease_s=60.0, poll_s=0.2, echo=say)
+        # The user runs their own job here: their environment (a hub token, tracker keys)
+        # reaches training whole, as it would under `preftune train`.
+        own = ServiceConfig(pass_env=settings.environment_names())
+        worker = Worker(db, store, worker_id=worker_id, lease_s=60.0, poll_s=0.2, echo=say,
+                        config=own)
         queue.register_worker(db, worker_id, socket.gethostname(), os.getpid())
         lease = queue.claim_run(db, worker_id, lease_s=60.0)
         if lease is None:

@@ -51,10 +51,18 @@ MEMORY_EXIT = 75  # the child's exit code when an allocation failed under its li
 # torch maps gigabytes of libraries more, so a default of 2048 MiB of address space would
 # refuse every file on a GPU server before reading a byte. RLIMIT_DATA counts what a decoded
 # file takes: the private writable memory of the heap, Arrow's buffers and thread stacks.
+#
+# A child whose parent dies (a SIGKILLed API) stops too: nothing else would bound it, as it
+# runs in a session of its own.
 _BOOT = f"""\
-import resource, sys
+import os, resource, sys, threading, time
 limit = int(sys.argv[2]) * 2**20
 resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+def watch(parent=int(sys.argv[3])):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(70)
+threading.Thread(target=watch, daemon=True).start()
 try:
     from preftune.service.validation import child
     child(sys.argv[1])
@@ -69,7 +77,7 @@ _OUT_OF_MEMORY = re.compile(r"MemoryError|bad_alloc|[Cc]annot allocate memory|"
 
 def child_command(work: Path, memory_mb: int) -> list[str]:
     """The validation child's command line, for the request in ``work``."""
-    return [sys.executable, "-c", _BOOT, str(work), str(memory_mb)]
+    return [sys.executable, "-c", _BOOT, str(work), str(memory_mb), str(os.getpid())]
 
 
 def validate_once(db: Database, store: Store, worker_id: str, lease_s: float,

@@ -95,3 +95,26 @@ def test_a_kto_job_trains_on_unpaired_examples_and_a_mixture_job_on_pairs(cli, s
     result = cli("pipeline", "--dataset", examples, "--algo", "dpo",
                  "--service-dir", tmp_path / "wrong", *small)
     assert result.code == 3 and "algo=kto" in result.err
+
+
+def test_the_pipeline_passes_the_users_own_environment_to_training(sample_pairs, tmp_path,
+                                                                    monkeypatch):
+    """Unlike a server's job, a pipeline job is the user's own: their hub token reaches
+    training as under `preftune train` (a served job gets a clean environment)."""
+    from preftune.service import worker
+    from preftune.service.pipeline import run_pipeline
+
+    seen = {}
+    real = worker.subprocess.Popen
+
+    def popen(command, **kwargs):
+        if "train" not in command:  # the validation child
+            return real(command, **kwargs)
+        seen.update(kwargs["env"])
+        raise OSError("not started in this test")
+
+    monkeypatch.setenv("HF_TOKEN", "hf_users_own")
+    monkeypatch.setattr(worker.subprocess, "Popen", popen)
+    result = run_pipeline(tmp_path / "svc", sample_pairs, {"model": "tiny", "max_steps": 1})
+    assert result.job.status == "failed" and "not started" in result.job.error["message"]
+    assert seen["HF_TOKEN"] == "hf_users_own"

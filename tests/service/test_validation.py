@@ -214,3 +214,30 @@ def test_a_child_that_crashes_fails_the_job_without_showing_its_output(
     assert error["code"] == "validation_error" and "exited with code 3" in error["message"]
     assert str(store.root) not in error["message"]
     assert "boom in" in caplog.text  # the operator's log has it
+
+
+def test_a_validation_child_stops_when_its_parent_dies(tmp_path):
+    """A SIGKILLed API must not leave its validation child running on in its own session:
+    the child watches its parent and exits when it is gone."""
+    import os
+    import signal
+    import subprocess
+
+    work = tmp_path / "work"
+    work.mkdir()
+    boot = validation.child_command(work, 512)[2].replace(
+        "from preftune.service.validation import child", "import time; time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {boot!r}, 'w', '512', "
+        "str(__import__('os').getpid())], start_new_session=True)\n"
+        "print(child.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    child_pid = int(parent.stdout.readline())
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child_pid}").exists() and (
+            Path(f"/proc/{child_pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):
+        assert time.monotonic() < deadline, "the validation child outlived its parent"
+        time.sleep(0.1)
