@@ -10,11 +10,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse
-from sqlalchemy import delete, or_, select
+from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from preftune.service import queue
+from preftune.service import queue, retention
 from preftune.service.auth import Principal
 from preftune.service.db import File
 from preftune.service.deps import CurrentPrincipal, Service, ServiceDep, quota_exceeded
@@ -175,15 +175,7 @@ def file_content(file_id: FileId, principal: CurrentPrincipal,
 @router.delete("/{file_id}", response_model=FileDeleted, responses=error_responses(404, 409))
 def delete_file(file_id: FileId, principal: CurrentPrincipal,
                 service: ServiceDep) -> FileDeleted:
-    """Delete a file no unfinished job reads."""
-    row = queue.file_row(service.db, principal.tenant_id, file_id)
-    users = queue.files_in_use(service.db, file_id)
-    if users:
-        raise queue.Conflict(f"file {file_id} is read by {users} unfinished fine-tuning "
-                             f"job{'s' if users > 1 else ''}",
-                             ["cancel those jobs, or delete the file once they have ended"])
-    with service.db.session() as session:
-        session.execute(delete(File).where(File.id == file_id,
-                                           File.tenant_id == principal.tenant_id))
-    service.store.delete(row.storage_name)
+    """Delete a file no unfinished job reads (checked and deleted under the file's row lock,
+    so no job can start reading it in between)."""
+    retention.delete_file(service.db, service.store, principal.tenant_id, file_id)
     return FileDeleted(id=file_id, deleted=True)
