@@ -16,6 +16,7 @@ writes is fenced by the attempt (``queue``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -33,13 +34,15 @@ import yaml
 from preftune import settings
 from preftune.errors import ExitCode
 from preftune.fsutil import read_jsonl, write_text
-from preftune.service import queue
+from preftune.service import queue, retention
 from preftune.service.db import Database, Job, Tenant
 from preftune.service.jobspec import train_values
 from preftune.service.limits import ServiceConfig
 from preftune.service.queue import Lease, StaleAttempt
 from preftune.service.store import Store
 from preftune.service.validation import validate_once
+
+log = logging.getLogger(__name__)
 
 # How a training process's exit code reads as a job error code.
 ERROR_CODES = {
@@ -71,8 +74,10 @@ class Reaper:
 
 
 class Validator:
-    """A loop that validates files and reaps expired leases: the API server runs one even
-    without workers, so that jobs of dead workers are requeued by ``serve --workers 0`` too."""
+    """A loop that validates files, reaps expired leases and applies the retention policy:
+    the API server runs one even without workers, so that jobs of dead workers are requeued
+    by ``serve --workers 0`` too. It starts by removing what killed processes left in the
+    store (``Store.clean_temporaries``)."""
 
     def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
                  lease_s: float = 30.0, poll_s: float = 0.5,
@@ -83,12 +88,31 @@ class Validator:
         self.config = config or ServiceConfig()
 
     def run(self, stop: threading.Event) -> None:
+        _clean(self.store)
         reap = Reaper(self.db, self.lease_s / 2)  # also while a long validation runs
+        next_sweep = 0.0
         while not stop.is_set():
             queue.reap_expired(self.db)
+            if time.monotonic() >= next_sweep:
+                self._sweep()
+                next_sweep = time.monotonic() + self.config.retention.sweep_every_s
             if not validate_once(self.db, self.store, self.worker_id, self.lease_s,
                                  self.config.limits, tick=reap):
                 stop.wait(self.poll_s)
+
+    def _sweep(self) -> None:
+        policy = self.config.retention
+        if policy.jobs_days is None and policy.files_days is None:
+            return
+        counts = retention.sweep(self.db, self.store, policy)
+        if any(counts.values()):
+            log.info("retention: deleted %d ended jobs and %d files", counts["jobs"],
+                     counts["files"])
+
+
+def _clean(store: Store) -> None:
+    for path in store.clean_temporaries():
+        log.info("removed %s, left by a process that is gone", path)
 
 
 @dataclass
@@ -136,6 +160,7 @@ class Worker:
     def run(self, stop: threading.Event, max_jobs: int | None = None) -> None:
         """Work until ``stop`` is set (or ``max_jobs`` jobs were run)."""
         queue.register_worker(self.db, self.worker_id, socket.gethostname(), os.getpid())
+        _clean(self.store)
         done = 0
         try:
             while not stop.is_set() and (max_jobs is None or done < max_jobs):
