@@ -105,7 +105,6 @@ def serve_cmd(
 
     options = service_config(config, flags)  # a bad file fails before anything starts
     db, store = open_service(database_url, service_dir)
-    store.clean_temporaries()
     app = create_app(db, store, config=options, max_upload_bytes=max_upload_mb * 2**20,
                      rate_limit_per_minute=rate_limit, embedded_workers=workers,
                      worker_options={"lease_s": lease_s, "grace_s": grace_s, "gpus": gpus})
@@ -139,7 +138,6 @@ def worker_cmd(
 
     options = service_config(config, flags)
     db, store = open_service(database_url, service_dir)
-    store.clean_temporaries()
     worker = Worker(db, store, lease_s=lease_s, poll_s=poll_s, grace_s=grace_s, gpus=gpus,
                     echo=lambda line: out.print(escape(line)), config=options)
     stop = threading.Event()

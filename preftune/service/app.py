@@ -112,13 +112,12 @@ def _start_loops(db: Database, store: Store, workers: int, options: dict[str, An
 def _retention(db: Database, store: Store, config: ServiceConfig
                ) -> Callable[[threading.Event], None]:
     """A loop that deletes, every ``retention.sweep_every_s``, the jobs and files the
-    retention policy lets go and the bytes no row names (``retention.sweep``)."""
+    retention policy lets go (``retention.sweep``)."""
     def run(stop: threading.Event) -> None:
         while not stop.is_set():
             counts = retention.sweep(db, store, config.retention)
             if any(counts.values()):
-                log.info("retention: deleted %(jobs)d jobs, %(files)d files and %(orphans)d "
-                         "orphaned directories or files", counts)
+                log.info("retention: deleted %(jobs)d ended jobs and %(files)d files", counts)
             stop.wait(config.retention.sweep_every_s)
 
     return run

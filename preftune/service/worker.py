@@ -34,7 +34,7 @@ import yaml
 from preftune import settings
 from preftune.errors import ExitCode
 from preftune.fsutil import read_jsonl, write_text
-from preftune.service import queue, retention
+from preftune.service import queue
 from preftune.service.db import Database, Job, Tenant
 from preftune.service.jobspec import train_values
 from preftune.service.limits import ServiceConfig
@@ -74,10 +74,10 @@ class Reaper:
 
 
 class Validator:
-    """A loop that validates files, reaps expired leases and applies the retention policy:
-    the API server runs one even without workers, so that jobs of dead workers are requeued
-    by ``serve --workers 0`` too. It starts by removing what killed processes left in the
-    store (``Store.clean_temporaries``)."""
+    """A loop that validates files and reaps expired leases: the API server runs one even
+    without workers, so that jobs of dead workers are requeued by ``serve --workers 0`` too.
+    It starts by removing what killed processes left in the store
+    (``Store.clean_temporaries``)."""
 
     def __init__(self, db: Database, store: Store, *, worker_id: str | None = None,
                  lease_s: float = 30.0, poll_s: float = 0.5,
@@ -90,24 +90,11 @@ class Validator:
     def run(self, stop: threading.Event) -> None:
         _clean(self.store)
         reap = Reaper(self.db, self.lease_s / 2)  # also while a long validation runs
-        next_sweep = 0.0
         while not stop.is_set():
             queue.reap_expired(self.db)
-            if time.monotonic() >= next_sweep:
-                self._sweep()
-                next_sweep = time.monotonic() + self.config.retention.sweep_every_s
             if not validate_once(self.db, self.store, self.worker_id, self.lease_s,
                                  self.config.limits, tick=reap):
                 stop.wait(self.poll_s)
-
-    def _sweep(self) -> None:
-        policy = self.config.retention
-        if policy.jobs_days is None and policy.files_days is None:
-            return
-        counts = retention.sweep(self.db, self.store, policy)
-        if any(counts.values()):
-            log.info("retention: deleted %d ended jobs and %d files", counts["jobs"],
-                     counts["files"])
 
 
 def _clean(store: Store) -> None:
