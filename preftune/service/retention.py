@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import delete, exists, func, or_, select
@@ -32,50 +34,52 @@ def delete_job(db: Database, store: Store, tenant_id: str | None, job_id: str) -
     Refused with ``Conflict`` while the job is unfinished, or while an unfinished job of the
     tenant trains on from its fine-tuned model (that job reads the model's directory).
     """
-    moved: list[tuple[Path, Path]] = []
-    try:
-        with db.session() as session:  # committed as the block ends: inside the try
-            job = session.get(Job, job_id, with_for_update=True)
-            if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
-                raise NotFound(f"no fine-tuning job {job_id!r}")
-            if job.status not in TERMINAL:
-                raise Conflict(f"job {job_id} is {job.status}; only an ended job (succeeded, "
-                               "failed or cancelled) can be deleted",
-                               [f"cancel it first (POST /v1/fine_tuning/jobs/{job_id}/"
-                                "cancel), then delete it once it has ended"])
-            _refuse_if_a_base(session, job)
-            results = session.scalars(select(File).where(
-                File.id.in_(job.result_files or []), File.tenant_id == job.tenant_id,
-                File.purpose == RESULTS)).all()
-            moved = _set_aside(store, [store.job_dir(job_id)]
-                               + [store.file_path(row.storage_name) for row in results])
-            session.execute(delete(File).where(File.id.in_([row.id for row in results])))
-            session.execute(delete(Job).where(Job.id == job_id))
-    except BaseException:
-        _put_back(moved)
-        raise
-    for _, aside in moved:
-        store.discard(aside)
+    deletion = _Deletion(db, store)
+    with deletion.session() as session:
+        job = session.get(Job, job_id, with_for_update=True)
+        if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
+            raise NotFound(f"no fine-tuning job {job_id!r}")
+        if job.status not in TERMINAL:
+            raise Conflict(f"job {job_id} is {job.status}; only an ended job (succeeded, "
+                           "failed or cancelled) can be deleted",
+                           [f"cancel it first (POST /v1/fine_tuning/jobs/{job_id}/cancel), "
+                            "then delete it once it has ended"])
+        _refuse_if_a_base(session, job)
+        results = session.scalars(select(File).where(
+            File.id.in_(job.result_files or []), File.tenant_id == job.tenant_id,
+            File.purpose == RESULTS)).all()
+        deletion.aside([store.job_dir(job_id)]
+                       + [store.file_path(row.storage_name) for row in results])
+        session.execute(delete(File).where(File.id.in_([row.id for row in results])))
+        session.execute(delete(Job).where(Job.id == job_id))
     store.delete_archives(job_id)
 
 
-def _set_aside(store: Store, paths: list[Path]) -> list[tuple[Path, Path]]:
-    """Set each existing path aside: (path, where it went)."""
-    moved: list[tuple[Path, Path]] = []
-    try:
+class _Deletion:
+    """One transaction that deletes rows, and the bytes ``aside`` set aside for them: the
+    bytes go once the transaction has committed, and come back if it fails."""
+
+    def __init__(self, db: Database, store: Store) -> None:
+        self.db, self.store = db, store
+        self.moved: list[tuple[Path, Path]] = []
+
+    def aside(self, paths: list[Path]) -> None:
         for path in paths:
-            aside = store.set_aside(path)
+            aside = self.store.set_aside(path)
             if aside is not None:
-                moved.append((path, aside))
-    except BaseException:
-        _put_back(moved)
-        raise
-    return moved
+                self.moved.append((path, aside))
 
-
-def _put_back(moved: list[tuple[Path, Path]]) -> None:
-    for path, aside in reversed(moved):
-        os.replace(aside, path)
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        try:
+            with self.db.session() as session:  # commits as the block ends: inside the try
+                yield session
+        except BaseException:
+            for path, aside in reversed(self.moved):
+                os.replace(aside, path)
+            raise
+        for _, aside in self.moved:
+            self.store.discard(aside)
 
 
 def _refuse_if_a_base(session: Session, job: Job) -> None:
@@ -125,43 +129,31 @@ def _delete_files_before(db: Database, store: Store, cutoff: float) -> int:
     read = select(Job.id).where(or_(Job.training_file == File.id,
                                     Job.validation_file == File.id),
                                 Job.status.not_in(TERMINAL))
-    moved: list[tuple[Path, Path]] = []
-    try:
-        with db.session() as session:
-            rows = session.scalars(select(File).where(
-                File.created_at < cutoff, File.purpose != RESULTS, ~exists(read))
-                .with_for_update(skip_locked=True)).all()
-            moved = _set_aside(store, [store.file_path(row.storage_name) for row in rows])
-            session.execute(delete(File).where(File.id.in_([row.id for row in rows])))
-    except BaseException:
-        _put_back(moved)
-        raise
-    for _, aside in moved:
-        store.discard(aside)
+    deletion = _Deletion(db, store)
+    with deletion.session() as session:
+        rows = session.scalars(select(File).where(
+            File.created_at < cutoff, File.purpose != RESULTS, ~exists(read))
+            .with_for_update(skip_locked=True)).all()
+        deletion.aside([store.file_path(row.storage_name) for row in rows])
+        session.execute(delete(File).where(File.id.in_([row.id for row in rows])))
     return len(rows)
 
 
 def delete_file(db: Database, store: Store, tenant_id: str, file_id: str) -> None:
     """Delete a file no unfinished job reads (``Conflict`` otherwise): its row and bytes."""
-    moved: list[tuple[Path, Path]] = []
-    try:
-        with db.session() as session:
-            row = session.get(File, file_id, with_for_update=True)
-            if row is None or row.tenant_id != tenant_id:
-                raise NotFound(f"no file {file_id!r}")
-            users = session.scalar(select(func.count()).select_from(Job).where(
-                or_(Job.training_file == file_id, Job.validation_file == file_id),
-                Job.status.not_in(TERMINAL))) or 0
-            if users:
-                raise Conflict(f"file {file_id} is read by {users} unfinished fine-tuning "
-                               f"job{'s' if users > 1 else ''}",
-                               ["cancel those jobs, or delete the file once they have ended"])
-            moved = _set_aside(store, [store.file_path(row.storage_name)])
-            session.execute(delete(File).where(File.id == file_id))
-    except BaseException:
-        _put_back(moved)
-        raise
-    for _, aside in moved:
-        store.discard(aside)
+    deletion = _Deletion(db, store)
+    with deletion.session() as session:
+        row = session.get(File, file_id, with_for_update=True)
+        if row is None or row.tenant_id != tenant_id:
+            raise NotFound(f"no file {file_id!r}")
+        users = session.scalar(select(func.count()).select_from(Job).where(
+            or_(Job.training_file == file_id, Job.validation_file == file_id),
+            Job.status.not_in(TERMINAL))) or 0
+        if users:
+            raise Conflict(f"file {file_id} is read by {users} unfinished fine-tuning "
+                           f"job{'s' if users > 1 else ''}",
+                           ["cancel those jobs, or delete the file once they have ended"])
+        deletion.aside([store.file_path(row.storage_name)])
+        session.execute(delete(File).where(File.id == file_id))
 
 
