@@ -71,6 +71,14 @@ class IdempotencyConflict(Conflict):
     """An Idempotency-Key reused with a request other than the one that first used it."""
 
 
+class QueueFull(UsageError):
+    """The tenant already has ``cap`` jobs waiting (validating files, queued or paused)."""
+
+    def __init__(self, waiting: int, cap: int) -> None:
+        super().__init__(f"{waiting} jobs waiting; the cap is {cap}")
+        self.waiting, self.cap = waiting, cap
+
+
 class StaleAttempt(PreftuneError):
     """A write from an attempt that no longer holds the job's lease."""
 
@@ -96,12 +104,16 @@ def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
             seed: int, suffix: str | None = None, metadata: dict[str, str] | None = None,
             idempotency_key: str | None = None, request_hash: str | None = None,
             priority: int = 0, integrations: list[dict[str, Any]] | None = None,
-            max_run_s: float | None = None, max_attempts: int = 3) -> tuple[Job, bool]:
+            max_run_s: float | None = None, max_attempts: int = 3,
+            max_waiting: int | None = None) -> tuple[Job, bool]:
     """A new job in ``validating_files``, or the job an earlier request with the same
     idempotency key created (then the second value is False).
 
     ``request_hash`` identifies the request body: a key reused with another body raises
-    ``IdempotencyConflict`` rather than answer for a job the client did not ask for.
+    ``IdempotencyConflict`` rather than answer for a job the client did not ask for. With
+    ``max_waiting``, a tenant that already has that many jobs waiting gets ``QueueFull``: the
+    count and the insert are one transaction under the tenant's row lock, so concurrent
+    requests cannot pass the cap together (a retried key is answered before it counts).
     """
     if idempotency_key is not None:
         existing = _by_idempotency_key(db, tenant_id, idempotency_key)
@@ -116,6 +128,8 @@ def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
               result_files=[], created_at=now(), order_key=time.time())
     try:
         with db.session() as session:
+            if max_waiting is not None:
+                _check_waiting(session, tenant_id, max_waiting)
             session.add(job)
             session.flush()
             _event(session, job.id, f"Created fine-tuning job: {job.id}")
@@ -129,6 +143,14 @@ def enqueue(db: Database, *, tenant_id: str, model: str, training_file: str,
             raise
         return _same_request(existing, request_hash), False
     return job, True
+
+
+def _check_waiting(session: Session, tenant_id: str, cap: int) -> None:
+    session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+    waiting = int(session.scalar(select(func.count()).select_from(Job).where(
+        Job.tenant_id == tenant_id, Job.status.in_(WAITING))) or 0)
+    if waiting >= cap:
+        raise QueueFull(waiting, cap)
 
 
 def _same_request(existing: Job, request_hash: str | None) -> Job:

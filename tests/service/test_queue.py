@@ -375,3 +375,31 @@ def test_validation_takes_tenants_in_turns(db, keys):
     expected_free = order[0]
     _expire(db, expected_free)  # an expired validation lease is free to claim again
     assert queue.claim_validation(db, "v-late", 30).id == expected_free
+
+
+def test_concurrent_creates_cannot_pass_the_waiting_cap_together(db, keys):
+    """Eight requests at once against a cap of 3 waiting jobs: exactly 3 are created; a
+    retried key is answered with its job, not counted again."""
+    first, _ = _job(db, keys.alice_tenant, idempotency_key="k", max_waiting=3)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def create() -> None:
+        try:
+            _job(db, keys.alice_tenant, max_waiting=3)
+            outcome = "created"
+        except queue.QueueFull as full:
+            assert (full.waiting, full.cap) == (3, 3)
+            outcome = "full"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=create) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["created"] * 2 + ["full"] * 6
+    again, created = _job(db, keys.alice_tenant, idempotency_key="k", max_waiting=3)
+    assert again.id == first.id and not created
+    assert queue.tenant_usage(db, keys.alice_tenant)["queued"] == 3

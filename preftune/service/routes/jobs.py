@@ -31,7 +31,6 @@ from preftune.service.jobspec import (
     request_hash,
     with_integrations,
 )
-from preftune.service.limits import Quota
 from preftune.service.schemas import (
     ID_PATTERN,
     CheckpointList,
@@ -91,36 +90,23 @@ def create_job(
     integrations = [i.model_dump(mode="json") for i in body.integrations or []]
     spec = with_integrations(spec, integrations, quota)
     check_target_modules(spec, body.model, source)
-    if idempotency_key is None or not _retried(service.db, principal.tenant_id,
-                                               idempotency_key):
-        _check_queue_quota(service.db, principal.tenant_id, quota)
-    job, _ = queue.enqueue(
-        service.db, tenant_id=principal.tenant_id, model=body.model,
-        training_file=body.training_file, validation_file=body.validation_file,
-        method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
-        metadata=body.metadata, idempotency_key=idempotency_key,
-        request_hash=request_hash(body.model_dump(mode="json")), priority=body.priority,
-        integrations=integrations or None, max_run_s=limits.max_run_hours * 3600,
-        max_attempts=body.max_attempts or min(DEFAULT_ATTEMPTS, limits.max_attempts))
-    return JobPublic.from_row(job)
-
-
-def _retried(db: Database, tenant_id: str, idempotency_key: str) -> bool:
-    """Whether a job exists for this key: a retry is answered with that job (or a 409), never
-    refused for the quota that job itself takes."""
-    with db.session() as session:
-        return session.scalar(select(Job.id).where(
-            Job.tenant_id == tenant_id, Job.idempotency_key == idempotency_key)) is not None
-
-
-def _check_queue_quota(db: Database, tenant_id: str, quota: Quota) -> None:
-    waiting = queue.tenant_usage(db, tenant_id)["queued"]
-    if waiting >= quota.max_queued_jobs:
+    try:
+        job, _ = queue.enqueue(
+            service.db, tenant_id=principal.tenant_id, model=body.model,
+            training_file=body.training_file, validation_file=body.validation_file,
+            method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
+            metadata=body.metadata, idempotency_key=idempotency_key,
+            request_hash=request_hash(body.model_dump(mode="json")), priority=body.priority,
+            integrations=integrations or None, max_run_s=limits.max_run_hours * 3600,
+            max_attempts=body.max_attempts or min(DEFAULT_ATTEMPTS, limits.max_attempts),
+            max_waiting=quota.max_queued_jobs)
+    except queue.QueueFull as full:
         raise quota_exceeded(
-            f"your organization has {waiting} unfinished jobs that are not running "
+            f"your organization has {full.waiting} unfinished jobs that are not running "
             "(validating files, queued or paused); its quota is max_queued_jobs="
-            f"{quota.max_queued_jobs}", "max_queued_jobs",
-            "wait for some of them to start or end, or cancel some")
+            f"{full.cap}", "max_queued_jobs",
+            "wait for some of them to start or end, or cancel some") from None
+    return JobPublic.from_row(job)
 
 
 def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
