@@ -71,6 +71,14 @@ class IdempotencyConflict(Conflict):
     """An Idempotency-Key reused with a request other than the one that first used it."""
 
 
+class StoreFull(UsageError):
+    """A file would take the tenant past ``quota`` (max_files or max_stored_mb)."""
+
+    def __init__(self, quota: str, used: int, cap: int) -> None:
+        super().__init__(f"{quota}: {used} used, the cap is {cap}")
+        self.quota, self.used, self.cap = quota, used, cap
+
+
 class QueueFull(UsageError):
     """The tenant already has ``cap`` jobs waiting (validating files, queued or paused)."""
 
@@ -624,10 +632,25 @@ def file_row(db: Database, tenant_id: str | None, file_id: str) -> File:
 
 
 def add_file(db: Database, file_id: str, tenant_id: str, filename: str, purpose: str,
-             size: int, storage_name: str) -> File:
-    """Record a file already stored under ``storage_name``."""
+             size: int, storage_name: str, *, max_files: int | None = None,
+             max_bytes: int | None = None) -> File:
+    """Record a file already stored under ``storage_name``.
+
+    With ``max_files`` / ``max_bytes``, the tenant's files are counted under its row lock in
+    the same transaction, and a file that would pass either raises ``StoreFull``: uploads
+    that arrive together cannot pass the quota together.
+    """
     row = File(id=file_id, tenant_id=tenant_id, filename=filename, purpose=purpose, bytes=size,
                storage_name=storage_name, created_at=now())
     with db.session() as session:
+        if max_files is not None or max_bytes is not None:
+            session.execute(select(Tenant.id).where(Tenant.id == tenant_id).with_for_update())
+            files, stored = session.execute(
+                select(func.count(), func.coalesce(func.sum(File.bytes), 0))
+                .where(File.tenant_id == tenant_id)).one()
+            if max_files is not None and int(files) >= max_files:
+                raise StoreFull("max_files", int(files), max_files)
+            if max_bytes is not None and int(stored) + size > max_bytes:
+                raise StoreFull("max_stored_mb", int(stored), max_bytes)
         session.add(row)
     return row

@@ -403,3 +403,33 @@ def test_concurrent_creates_cannot_pass_the_waiting_cap_together(db, keys):
     again, created = _job(db, keys.alice_tenant, idempotency_key="k", max_waiting=3)
     assert again.id == first.id and not created
     assert queue.tenant_usage(db, keys.alice_tenant)["queued"] == 3
+
+
+def test_concurrent_files_cannot_pass_the_file_quota_together(db, keys):
+    """Six files recorded at once against max_files=2 and 100 bytes: two are recorded; a
+    file that would pass the bytes is refused naming max_stored_mb."""
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def add(i: int) -> None:
+        try:
+            queue.add_file(db, queue.new_id("file"), keys.alice_tenant, f"{i}.jsonl",
+                           "fine-tune", 10, f"s{i}", max_files=2, max_bytes=100)
+            outcome = "added"
+        except queue.StoreFull as full:
+            assert (full.quota, full.used, full.cap) == ("max_files", 2, 2)
+            outcome = "full"
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["added"] * 2 + ["full"] * 4
+    with pytest.raises(queue.StoreFull) as error:
+        queue.add_file(db, queue.new_id("file"), keys.alice_tenant, "big.jsonl", "fine-tune",
+                       81, "s-big", max_files=5, max_bytes=100)
+    assert (error.value.quota, error.value.used) == ("max_stored_mb", 20)
+    assert queue.tenant_usage(db, keys.alice_tenant)["files"] == 2
