@@ -48,9 +48,9 @@ MEMORY_EXIT = 75  # the child's exit code when an allocation failed under its li
 # preftune imports torch), then ``child``. RLIMIT_DATA, not RLIMIT_AS: the address space counts
 # every shared library mapped read-only, and reservations never touched. Measured with CPU
 # torch, the imports need 930 MiB of address space against 300 MiB of data; a CUDA build of
-# torch maps gigabytes of libraries more, so a default of 2048 MiB of address space would
-# refuse every file on a GPU server before reading a byte. RLIMIT_DATA counts what a decoded
-# file takes: the private writable memory of the heap, Arrow's buffers and thread stacks.
+# torch maps its much larger CUDA libraries too, which an address-space limit would count
+# against the file and a data limit does not. RLIMIT_DATA counts what a decoded file takes:
+# the private writable memory of the heap, Arrow's buffers and thread stacks.
 #
 # A child whose parent dies (a SIGKILLed API) stops too: nothing else would bound it, as it
 # runs in a session of its own.
