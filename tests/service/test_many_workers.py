@@ -1,6 +1,6 @@
 """Workers side by side: four claiming threads over three tenants with running caps never
 claim a job twice nor run a tenant over its cap (SQLite and PostgreSQL); two worker processes
-on one PostgreSQL database drain 20 queued jobs, each exactly once."""
+on one PostgreSQL database drain 12 queued jobs, each exactly once."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from preftune.service.jobspec import build_spec
 from preftune.service.pipeline import register_local_file
 from preftune.service.worker import validate_once
 
-JOBS = 20
+JOBS = 12
 
 
 def test_concurrent_claims_respect_caps_and_claim_each_job_once(db):
@@ -71,7 +71,7 @@ def test_concurrent_claims_respect_caps_and_claim_each_job_once(db):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_two_workers_run_twenty_jobs_exactly_once(postgres_url, store, tmp_path):
+def test_two_workers_run_twelve_jobs_exactly_once(postgres_url, store, tmp_path):
     from preftune.data.sample import iter_samples
     from preftune.service.db import Database
 
