@@ -40,6 +40,14 @@ def write_json(path: str | os.PathLike[str], value: Any) -> None:
     write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
 
 
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """The JSON value in ``path``; None when it is missing or not JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def append_jsonl(path: str | os.PathLike[str], row: dict[str, Any]) -> None:
     """Append one JSON line and fsync, so a row that was written survives a crash."""
     with open(path, "a", encoding="utf-8") as f:

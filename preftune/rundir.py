@@ -6,23 +6,49 @@
     checkpoints/<name>/ model/ (weights or adapter), trainer_state.pt (optimizer, scheduler,
                         RNG states, data position)
     final/              loadable with from_pretrained (or peft), tokenizer included
+    status.json         running, finished, failed or stopped; who trains it (pid, host), and
+                        the error of a failed or stopped run
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import socket
+import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from preftune.errors import MissingError, UsageError
-from preftune.fsutil import append_jsonl, read_jsonl, repair_jsonl, write_json, write_jsonl
+from preftune.fsutil import (
+    append_jsonl,
+    read_json,
+    read_jsonl,
+    repair_jsonl,
+    write_json,
+    write_jsonl,
+)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints.jsonl"
+STATUS = "status.json"
+# A run without status.json (written before it existed, or by another tool) counts as running
+# while its metrics grew this recently.
+QUIET_S = 120.0
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """Where a run stands: running, finished, failed or stopped (SIGTERM, or its process
+    ended without a word), with the error that ended it and when it was last written."""
+
+    status: str
+    error: str | None = None
+    updated: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +82,32 @@ class RunDir:
 
     def metrics(self) -> list[dict[str, Any]]:
         return read_jsonl(self.metrics_path)
+
+    def mark(self, status: str, error: str | None = None) -> None:
+        """Record that the run is ``status`` now, by this process on this host."""
+        write_json(self.path / STATUS, {"status": status, "error": error, "pid": os.getpid(),
+                                        "host": socket.gethostname(), "updated": time.time()})
+
+    def status(self) -> RunStatus:
+        """The run's status. A run marked running whose process on this host is gone was
+        killed (SIGKILL, out of memory, power): it is stopped, and resumable. Runs without
+        status.json: finished with final/, running while metrics grow, else stopped."""
+        record = read_json(self.path / STATUS)
+        if isinstance(record, dict) and record.get("status") in RUN_STATUSES:
+            updated = record.get("updated")
+            if (record["status"] == "running" and record.get("host") == socket.gethostname()
+                    and not _alive(record.get("pid"))):
+                return RunStatus("stopped", "the process training it ended without a word "
+                                 "(killed, or out of memory)", updated)
+            return RunStatus(record["status"], record.get("error"), updated)
+        if self.final_path.exists():
+            return RunStatus("finished")
+        try:
+            updated = self.metrics_path.stat().st_mtime
+        except OSError:
+            return RunStatus("stopped")
+        return RunStatus("running" if time.time() - updated < QUIET_S else "stopped",
+                         updated=updated)
 
     def model_dir(self, checkpoint: str | None = None, name: str | None = None) -> Path:
         """The model the run stands for: final/, or a checkpoint from ``checkpoints.jsonl`` (by
@@ -110,6 +162,21 @@ class RunDir:
         kept = [r for r in rows if r.get("step", 0) <= step]
         if len(kept) != len(rows):
             write_jsonl(self.metrics_path, kept)
+
+
+RUN_STATUSES = ("running", "finished", "failed", "stopped")
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def is_run_dir(path: Path) -> bool:

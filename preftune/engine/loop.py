@@ -46,7 +46,7 @@ from preftune.engine.optim import adamw
 from preftune.engine.phases import PhaseClock
 from preftune.engine.reference import cache_key, load_cached, reference_pass, store_cached
 from preftune.engine.report import Reporter, RunResult
-from preftune.engine.run import open_run, run_record
+from preftune.engine.run import StatusMarks, open_run, run_record
 from preftune.engine.steps import training_steps
 from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import TrainingError
@@ -77,13 +77,14 @@ def train(cfg: TrainConfig | None, train_data: Any = None, eval_data: Any = None
     checkpoint with the config it was started with. SIGTERM checkpoints and stops
     (``StoppedError``). ``hooks`` add what the run directory holds beyond the engine's own
     files (``runs.artifacts.RunArtifacts``: trackers, live warnings, charts, diagnosis)."""
-    with stop_on_sigterm() as stop:
-        return _train(cfg, train_data, eval_data, resume, reporter, hooks or RunHooks(), stop)
+    with stop_on_sigterm() as stop, StatusMarks() as marks:
+        return _train(cfg, train_data, eval_data, resume, reporter, hooks or RunHooks(), stop,
+                      marks)
 
 
 def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
            resume: str | Path | None, reporter: Reporter | None, hooks: RunHooks,
-           stop: StopRequest) -> RunResult:
+           stop: StopRequest, marks: StatusMarks) -> RunResult:
     started = time.perf_counter()
     report = reporter or Reporter()
     run, cfg, checkpoint = open_run(cfg, resume)
@@ -103,6 +104,8 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
     if resume is None and main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(run_record(cfg, data))
+    if main:
+        marks.running(run)
     report.data(data)
     train_rows = TokenRows.from_dataset(data.train.rows)
     eval_rows = TokenRows.from_dataset(data.eval.rows) if data.eval is not None else None
@@ -219,6 +222,7 @@ def _train(cfg: TrainConfig | None, train_data: Any, eval_data: Any,
         if main:
             save_final(run, policy, tokenizer, weights)
             diagnosis = hooks.finish(run.path)
+            marks.finished()
         accelerator.wait_for_everyone()
     result = RunResult(run.path, last, first, position.step, time.perf_counter() - started,
                        diagnosis, clock.summary())

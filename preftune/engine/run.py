@@ -8,11 +8,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 from preftune.config import TrainConfig
 from preftune.engine.data import PreparedData
-from preftune.errors import ConfigError, UsageError
+from preftune.errors import ConfigError, StoppedError, UsageError
 from preftune.rundir import RunDir, default_run_dir
 
 C = TypeVar("C")
@@ -85,3 +86,31 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+class StatusMarks:
+    """Keeps a run's status.json true: ``running`` once its directory exists, ``finished``
+    after its final model is saved, and ``stopped`` or ``failed`` (with the error) when the
+    block it guards ends by an exception. Only the main process marks."""
+
+    def __init__(self) -> None:
+        self.run: RunDir | None = None
+
+    def running(self, run: RunDir) -> None:
+        self.run = run
+        run.mark("running")
+
+    def finished(self) -> None:
+        if self.run is not None:
+            self.run.mark("finished")
+            self.run = None
+
+    def __enter__(self) -> StatusMarks:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is None or self.run is None or not self.run.config_path.exists():
+            return
+        stopped = isinstance(error, StoppedError | KeyboardInterrupt)
+        self.run.mark("stopped" if stopped else "failed", str(error) or type(error).__name__)

@@ -68,7 +68,7 @@ from preftune.engine.distributed import (
 from preftune.engine.hooks import HookedConfig, RunHooks
 from preftune.engine.loop import make_scheduler, peak_memory_mb, save_final
 from preftune.engine.optim import adamw
-from preftune.engine.run import config_record, new_run, resume_run
+from preftune.engine.run import StatusMarks, config_record, new_run, resume_run
 from preftune.engine.steps import training_steps
 from preftune.engine.stop import StopRequest, stop_on_sigterm
 from preftune.errors import ConfigError, TrainingError, UsageError
@@ -211,8 +211,8 @@ def train_grpo(cfg: GRPOConfig | None, resume: Path | None = None,
     ``on_step`` gets each logged row (main process). ``hooks`` are called as the offline
     engine calls them (default ``GRPOArtifacts``: trackers, charts, diagnosis.json). SIGTERM
     checkpoints after the current step and stops (``StoppedError``)."""
-    with stop_on_sigterm() as stop:
-        return _train_grpo(cfg, resume, on_step, hooks or GRPOArtifacts(), stop)
+    with stop_on_sigterm() as stop, StatusMarks() as marks:
+        return _train_grpo(cfg, resume, on_step, hooks or GRPOArtifacts(), stop, marks)
 
 
 class GRPOArtifacts(RunArtifacts):
@@ -230,7 +230,7 @@ class GRPOArtifacts(RunArtifacts):
 
 def _train_grpo(given: GRPOConfig | None, resume: Path | None,
                 on_step: Callable[[dict[str, float]], None] | None, hooks: RunHooks,
-                stop: StopRequest) -> RunDir:
+                stop: StopRequest, marks: StatusMarks) -> RunDir:
     cfg, resumed, checkpoint = _config(given, resume)
     hooks.check(cfg)  # a missing tracker package fails before any work
     torch.manual_seed(cfg.seed)
@@ -243,6 +243,8 @@ def _train_grpo(given: GRPOConfig | None, resume: Path | None,
     if resume is None and main:
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(config_record(cfg.model_dump(mode="json"), kind="grpo"))
+    if main:
+        marks.running(run)
 
     policy, reference = build_policy(model_spec(cfg, dtype), run.path, checkpoint,
                                      accelerator.device, cfg.kl_coef > 0 and not cfg.lora)
@@ -322,6 +324,7 @@ def _train_grpo(given: GRPOConfig | None, resume: Path | None,
     if main:
         save_final(run, policy, tokenizer, weights)
         hooks.finish(run.path)
+        marks.finished()
     accelerator.wait_for_everyone()
     return run
 
