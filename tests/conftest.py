@@ -95,3 +95,34 @@ def _serving(app) -> Iterator[str]:
 def serving():
     """``with serving(app) as url``: the app under uvicorn on a free local port."""
     return _serving
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package, which the test command installs
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium driven by Playwright, for the pages' browser tests."""
+    import os
+
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package "
+                    "(apt-get install chromium), as the README's test command does")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                              args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots():
+    """Where the browser tests save screenshots of each page: test-artifacts/screenshots/
+    in the repository (kept out of git), for a person to look at after the run."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -13,6 +13,7 @@ import typer
 
 from preftune.cli import compare as compare_cmds
 from preftune.cli import config as config_cmds
+from preftune.cli import dashboard as dashboard_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
 from preftune.cli import diagnose as diagnose_cmds
@@ -58,6 +59,7 @@ config_cmds.register(app)
 jobs_cmds.register(app)
 service_cmds.register(app)
 rl_cmds.register(app)
+dashboard_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
 app.add_typer(models_cmds.app, name="models")
 

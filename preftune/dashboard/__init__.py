@@ -1,0 +1,1 @@
+"""``preftune dashboard``: a local, read-only web view of run directories."""
