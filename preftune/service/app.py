@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +31,7 @@ from preftune.service.jobspec import InvalidRequest
 from preftune.service.limits import ServiceConfig
 from preftune.service.queue import Conflict, IdempotencyConflict, NotFound
 from preftune.service.routes import files, health, jobs
+from preftune.service.routes import options as job_options
 from preftune.service.store import Store, TooLarge
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,25 @@ def create_app(db: Database, store: Store, *, config: ServiceConfig | None = Non
     app.include_router(health.router)
     app.include_router(files.router)
     app.include_router(jobs.router)
+    app.include_router(job_options.router)
+    _mount_pages(app)
     return app
+
+
+def _mount_pages(app: FastAPI) -> None:
+    """The browser pages at ``/ui/`` (``web/static/service``) and the shared styles and
+    scripts at ``/ui/static/``: files only; each page talks to the /v1 API with the key its
+    user signs in with, so the pages need no access of their own."""
+    from fastapi.staticfiles import StaticFiles
+
+    from preftune.web import STATIC
+
+    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+    app.mount("/ui", StaticFiles(directory=STATIC / "service", html=True), name="ui")
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        return RedirectResponse("/ui/")
 
 
 # ------------------------------------------------------------------------ embedded workers

@@ -339,6 +339,150 @@ class CheckpointList(BaseModel):
     has_more: bool
 
 
+# ---------------------------------------------------------- the browser pages' extensions
+
+
+class ProblemPublic(BaseModel):
+    """One problem of a file, located as precisely as its format allows."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    text: str = Field(description="The problem as one line: file:line: record N: message.")
+    file: str | None = Field(None, description="The file's name as uploaded.")
+    record: int | None = Field(None, description="The record's index (0-based).")
+    line: int | None = Field(None, description="The line in the file (1-based), for text "
+                             "formats.")
+    column: int | None = None
+    field: str | None = Field(None, description="The field at fault, when one is.")
+    expected: str | None = None
+    found: str | None = None
+
+
+class FileReport(BaseModel):
+    """preftune extension: what ``preftune validate`` says of a file: its problems (every one
+    up to ``problems_shown``; ``problem_count`` counts them all), warnings (duplicate and
+    identical pairs), counts, and character lengths per text field."""
+
+    model_config = ConfigDict(extra="allow")
+
+    object: Literal["file.report"] = "file.report"
+    file_id: str
+    filename: str
+    valid: bool
+    format: str | None
+    kind: str | None = Field(None, description="paired or unpaired, once the format is known.")
+    records: int
+    pairs: int
+    examples: int = 0
+    problem_count: int
+    problems_shown: int
+    problems: list[ProblemPublic]
+    warnings: list[ProblemPublic]
+    chars: dict[str, dict[str, float]] = Field(default_factory=dict, description="Per text "
+                                               "field: min, mean, median, p95, max characters.")
+    error: JobError | None = Field(None, description="Set when the file could not be read "
+                                   "within the server's validation limits (memory, time).")
+
+
+class Estimate(BaseModel):
+    """preftune extension: what a job would plan (``preftune train --dry-run``)."""
+
+    object: Literal["fine_tuning.job.estimate"] = "fine_tuning.job.estimate"
+    plan: dict[str, Any] = Field(description="objective, data (pairs, truncation counts), "
+                                 "model (parameters, trainable_parameters, layers, dtype), "
+                                 "steps (per_epoch, total), memory_estimate_mb (weights, "
+                                 "reference_copy, gradients_and_optimizer, activations, "
+                                 "total).")
+    examples_per_epoch: int
+    within_limits: bool = Field(description="Whether the plan is within this server's limits "
+                                "on examples, tokens and steps (checked again when the job's "
+                                "files are validated).")
+    limit_error: JobError | None = Field(None, description="The error the job would fail "
+                                         "validation with, when over a limit.")
+
+
+class MetricsPage(BaseModel):
+    """preftune extension: rows of a job's metrics.jsonl."""
+
+    object: Literal["list"] = "list"
+    data: list[dict[str, Any]]
+    next_offset: int = Field(description="Pass as offset to read the rows written after "
+                             "these.")
+    has_more: bool
+
+
+class NumberOption(BaseModel):
+    """A training option a form sets: its type, default and valid range (this server's limit
+    included), and what it does."""
+
+    name: str
+    type: Literal["integer", "number", "boolean", "string"]
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: bool = Field(False, description="The value must be above minimum.")
+    exclusive_maximum: bool = Field(False, description="The value must be below maximum.")
+    choices: list[str] | None = None
+    nullable: bool = Field(False, description="May be left unset (null).")
+    limit: str | None = Field(None, description="The server limit that sets maximum.")
+    description: str = ""
+
+
+class MethodOption(BaseModel):
+    type: str
+    description: str
+    paper: str
+    data: Literal["paired", "unpaired"]
+    needs_reference: bool
+    hyperparameters: list[NumberOption] = Field(description="What the loss reads, with this "
+                                                "method's defaults.")
+
+
+class PresetOption(BaseModel):
+    name: str
+    description: str
+    risks: str
+    values: dict[str, Any]
+    default: bool
+
+
+class ModelOptions(BaseModel):
+    patterns: list[str] = Field(description="The tenant's quota.models: names or shell "
+                                "patterns.")
+    unrestricted: bool = Field(description="Any model name is allowed ('*').")
+    allowed: list[str] = Field(description="Names the form offers: tiny, the aliases the "
+                               "patterns allow, and patterns without wildcards.")
+    aliases: dict[str, str] = Field(description="Every local alias and the hub id it stands "
+                                    "for.")
+    fine_tuned: list[str] = Field(description="The tenant's own fine-tuned models (ft:...), "
+                                  "always allowed.")
+
+
+class QuotaPublic(BaseModel):
+    max_running_jobs: int
+    max_queued_jobs: int
+    max_files: int
+    max_stored_mb: int
+    integrations: list[str]
+    usage: dict[str, int] = Field(description="What the tenant holds now: running and "
+                                  "queued jobs, files and their stored_bytes.")
+
+
+class JobOptions(BaseModel):
+    """preftune extension: what a new-job form offers this tenant."""
+
+    object: Literal["fine_tuning.options"] = "fine_tuning.options"
+    models: ModelOptions
+    methods: list[MethodOption]
+    presets: list[PresetOption]
+    hyperparameters: list[NumberOption] = Field(description="The general training options "
+                                                "(TrainConfig fields), bounded by this "
+                                                "server's limits.")
+    limits: dict[str, Any] = Field(description="This server's limits on one job.")
+    quota: QuotaPublic
+
+
 # ------------------------------------------------------------------------------------ health
 
 

@@ -287,12 +287,20 @@ def plan_error(config: dict[str, Any], examples_per_epoch: int,
 
 
 def child(work: str) -> None:
-    """Validate the request in ``work``; write ``result.json`` there."""
+    """Do the request in ``work`` (its ``task``: ``files`` by default, ``report`` or
+    ``estimate``); write ``result.json`` there."""
     folder = Path(work)
     request = json.loads((folder / "request.json").read_text(encoding="utf-8"))
     training = Path(request["training"])
     validation = Path(request["validation"]) if request["validation"] else None
-    write_json(folder / "result.json", check_files(request["config"], training, validation))
+    task = request.get("task", "files")
+    if task == "report":
+        result = report_file(training, request["filename"], request["max_problems"])
+    elif task == "estimate":
+        result = estimate_plan(request["config"], training, validation, folder / "run")
+    else:
+        result = check_files(request["config"], training, validation)
+    write_json(folder / "result.json", result)
 
 
 def check_files(config: dict[str, Any], training: Path, validation: Path | None
@@ -320,3 +328,66 @@ def check_files(config: dict[str, Any], training: Path, validation: Path | None
     if data_kind(cfg.algorithms) == "unpaired" and isinstance(dataset, PreferenceDataset):
         count *= 2
     return {"error": None, "examples_per_epoch": count}
+
+
+def report_file(path: Path, filename: str, max_problems: int) -> dict[str, Any]:
+    """``{"report": ...}``: ``data.validate``'s report of one file (every problem up to
+    ``max_problems`` with its record, line and field; counts; character lengths), the server's
+    path replaced by the client's ``filename`` wherever it appears."""
+    from preftune.data.validate import validate
+    from preftune.errors import PreftuneError
+
+    try:
+        report, _ = validate(path, max_problems=max_problems)
+    except PreftuneError as e:  # unreadable as any format: the report is that one problem
+        message = "\n".join([e.message, *e.details, *(f"hint: {h}" for h in e.hints)])
+        return {"report": _hide({"source": filename, "format": None, "records": 0, "pairs": 0,
+                                 "valid": False, "problem_count": 1, "warnings": [],
+                                 "problems": [{"message": message, "file": filename,
+                                               "text": f"{filename}: {message}"}]},
+                                path, filename)}
+    return {"report": _hide(report.to_dict(), path, filename)}
+
+
+def estimate_plan(config: dict[str, Any], training: Path, validation: Path | None,
+                  run_dir: Path) -> dict[str, Any]:
+    """``{"plan": ...}``: the dry run of a job's config on its files (``engine.dryrun``:
+    data, steps, model shape, memory estimate), or ``{"error": ...}`` as file validation
+    words it, plus ``examples_per_epoch`` for the server's plan limits."""
+    from preftune.config import TrainConfig
+    from preftune.engine.dryrun import dry_run
+    from preftune.errors import DataError, PreftuneError, UsageError
+    from preftune.service.jobspec import train_values
+
+    error = check_files(config, training, validation)
+    if error.get("error") is not None:
+        return error
+    cfg = TrainConfig.build(train_values(config, training, validation, run_dir))
+    try:
+        plan = dry_run(cfg)
+    except PreftuneError as e:
+        code = "invalid_training_file" if isinstance(e, DataError | UsageError) else "dry_run_error"
+        lines = [e.message, *e.details, *(f"hint: {h}" for h in e.hints)]
+        return {"error": {"code": code, "message": "\n".join(lines), "param": None}}
+    return {"error": None, "plan": plan, "examples_per_epoch": error["examples_per_epoch"]}
+
+
+def _hide(value: Any, path: Path, name: str) -> Any:
+    """``value`` with every mention of the server's ``path`` replaced by ``name``."""
+    if isinstance(value, str):  # messages name a file by its path, or by its base name
+        return value.replace(str(path), name).replace(path.name, name)
+    if isinstance(value, dict):
+        return {k: _hide(v, path, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide(v, path, name) for v in value]
+    return value
+
+
+def run_task(request: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    """Run a ``report`` or ``estimate`` request in the validation child, under the memory
+    and time limits of file validation, for an API request waiting on it: the child's
+    result, or ``{"error": ...}`` for a child over a limit or failed."""
+    request = {"validation": None, **request, "memory_mb": limits.validation_memory_mb}
+    result = run_child(request, limits, lambda: True, limits.validation_timeout_s)
+    assert result is not None  # the lease is never lost: there is none
+    return result

@@ -6,6 +6,7 @@ as the file's ``filename``.
 
 from __future__ import annotations
 
+import pathlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,6 +15,7 @@ from sqlalchemy import or_, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from preftune.fsutil import write_text
 from preftune.service import queue, retention
 from preftune.service.auth import Principal
 from preftune.service.db import File
@@ -24,9 +26,13 @@ from preftune.service.schemas import (
     FileDeleted,
     FileList,
     FilePublic,
+    FileReport,
+    JobError,
+    ProblemPublic,
     error_responses,
 )
-from preftune.service.store import TooLarge, display_name
+from preftune.service.store import Store, TooLarge, display_name
+from preftune.service.validation import run_task
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
 
@@ -181,10 +187,57 @@ def file_content(file_id: FileId, principal: CurrentPrincipal,
     return FileResponse(path, media_type="application/octet-stream", filename=row.filename)
 
 
+MAX_PROBLEMS = 200  # a report lists this many problems by location, and counts them all
+
+
+@router.get("/{file_id}/report", response_model=FileReport, responses=error_responses(404))
+def file_report(file_id: FileId, principal: CurrentPrincipal,
+                service: ServiceDep) -> FileReport:
+    """preftune extension: the file checked as ``preftune validate`` checks it, with the
+    default field names: every problem with its record, line and field, duplicate and
+    identical pairs, counts and character lengths.
+
+    The file is read in a child process under the server's validation memory and time
+    limits (a file over them gets a report whose ``error`` says which), never in the API
+    process. The report is kept with the file: asking again is answered at once.
+    """
+    row = queue.file_row(service.db, principal.tenant_id, file_id)
+    cached = _report_path(service.store, row.id)
+    if cached.is_file():
+        return FileReport.model_validate_json(cached.read_bytes())
+    path = service.store.file_path(row.storage_name)
+    if not path.is_file():
+        raise queue.NotFound(f"the bytes of file {file_id} are missing from the server's "
+                             "store", ["upload the data again; tell the server's operator"])
+    result = run_task({"task": "report", "training": str(path), "filename": row.filename,
+                       "max_problems": MAX_PROBLEMS}, service.config.limits)
+    head = {"file_id": row.id, "filename": row.filename}
+    if result.get("error") is not None:  # over a limit: a report of that, not kept
+        error = result["error"]
+        return FileReport(**head, valid=False, format=None, records=0, pairs=0,
+                          problem_count=1, problems_shown=1, warnings=[],
+                          problems=[ProblemPublic(message=error["message"],
+                                                  text=error["message"], file=row.filename)],
+                          error=JobError.model_validate(error))
+    found = result["report"]
+    report = FileReport.model_validate({
+        **{k: v for k, v in found.items() if k not in ("source", "file_id", "filename")},
+        **head, "problems_shown": len(found["problems"])})
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    write_text(cached, report.model_dump_json())
+    return report
+
+
+def _report_path(store: Store, file_id: str) -> pathlib.Path:
+    """Where a file's report is kept: beside the uploads, named by the file's id."""
+    return store.root / "reports" / f"{file_id}.json"
+
+
 @router.delete("/{file_id}", response_model=FileDeleted, responses=error_responses(404, 409))
 def delete_file(file_id: FileId, principal: CurrentPrincipal,
                 service: ServiceDep) -> FileDeleted:
     """Delete a file no unfinished job reads (checked and deleted under the file's row lock,
     so no job can start reading it in between)."""
     retention.delete_file(service.db, service.store, principal.tenant_id, file_id)
+    _report_path(service.store, file_id).unlink(missing_ok=True)
     return FileDeleted(id=file_id, deleted=True)

@@ -6,6 +6,7 @@ events, checkpoints and models. Shaped like OpenAI's fine-tuning API; ``config``
 
 from __future__ import annotations
 
+import json
 import pathlib
 import re
 from dataclasses import replace
@@ -15,9 +16,11 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
+from preftune.rundir import METRICS
 from preftune.service import queue, retention
+from preftune.service.auth import Principal
 from preftune.service.db import Database, Job
-from preftune.service.deps import CurrentPrincipal, ServiceDep, quota_exceeded
+from preftune.service.deps import CurrentPrincipal, Service, ServiceDep, quota_exceeded
 from preftune.service.jobspec import (
     InvalidRequest,
     JobSpec,
@@ -35,16 +38,20 @@ from preftune.service.schemas import (
     ID_PATTERN,
     CheckpointList,
     CheckpointPublic,
+    Estimate,
     EventList,
     EventPublic,
     JobCreate,
     JobDeleted,
+    JobError,
     JobList,
     JobPublic,
+    MetricsPage,
     Text,
     error_responses,
 )
 from preftune.service.store import Store
+from preftune.service.validation import plan_error, run_task
 
 router = APIRouter(prefix="/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
@@ -70,6 +77,33 @@ def create_job(
     """
     limits = service.config.limits
     quota = service.config.quota_for(principal.tenant_name)
+    spec, integrations = _checked(body, principal, service)
+    seed = spec.config["seed"]
+    try:
+        job, _ = queue.enqueue(
+            service.db, tenant_id=principal.tenant_id, model=body.model,
+            training_file=body.training_file, validation_file=body.validation_file,
+            method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
+            metadata=body.metadata, idempotency_key=idempotency_key,
+            request_hash=request_hash(body.model_dump(mode="json")), priority=body.priority,
+            integrations=integrations or None, max_run_s=limits.max_run_hours * 3600,
+            max_attempts=body.max_attempts or min(DEFAULT_ATTEMPTS, limits.max_attempts),
+            max_waiting=quota.max_queued_jobs)
+    except queue.QueueFull as full:
+        raise quota_exceeded(
+            f"your organization has {full.waiting} unfinished jobs that are not running "
+            "(validating files, queued or paused); its quota is max_queued_jobs="
+            f"{full.cap}", "max_queued_jobs",
+            "wait for some of them to start or end, or cancel some") from None
+    return JobPublic.from_row(job)
+
+
+def _checked(body: JobCreate, principal: Principal, service: Service
+             ) -> tuple[JobSpec, list[dict[str, Any]]]:
+    """The job's spec and integrations, once every check create makes before storing
+    anything has passed (each refusal a 400 naming the field)."""
+    limits = service.config.limits
+    quota = service.config.quota_for(principal.tenant_name)
     for param, file_id in (("training_file", body.training_file),
                            ("validation_file", body.validation_file)):
         if file_id is not None:
@@ -90,23 +124,55 @@ def create_job(
     integrations = [i.model_dump(mode="json") for i in body.integrations or []]
     spec = with_integrations(spec, integrations, quota)
     check_target_modules(spec, body.model, source)
-    try:
-        job, _ = queue.enqueue(
-            service.db, tenant_id=principal.tenant_id, model=body.model,
-            training_file=body.training_file, validation_file=body.validation_file,
-            method=spec.method, config=spec.config, seed=seed, suffix=body.suffix,
-            metadata=body.metadata, idempotency_key=idempotency_key,
-            request_hash=request_hash(body.model_dump(mode="json")), priority=body.priority,
-            integrations=integrations or None, max_run_s=limits.max_run_hours * 3600,
-            max_attempts=body.max_attempts or min(DEFAULT_ATTEMPTS, limits.max_attempts),
-            max_waiting=quota.max_queued_jobs)
-    except queue.QueueFull as full:
-        raise quota_exceeded(
-            f"your organization has {full.waiting} unfinished jobs that are not running "
-            "(validating files, queued or paused); its quota is max_queued_jobs="
-            f"{full.cap}", "max_queued_jobs",
-            "wait for some of them to start or end, or cancel some") from None
-    return JobPublic.from_row(job)
+    return spec, integrations
+
+
+@router.post("/estimate", response_model=Estimate, responses=error_responses(400))
+def estimate_job(body: JobCreate, principal: CurrentPrincipal,
+                 service: ServiceDep) -> Estimate:
+    """preftune extension: what creating this job would plan, without creating it: the
+    dry run of its config on its files (data and truncation counts, optimizer steps, model
+    parameters, a memory estimate) and whether it is within this server's plan limits.
+
+    Answers the 400s create would for bad options. The files are read in a child process
+    under the server's validation memory and time limits, as a job's files are; a file
+    training would refuse is 400 naming it.
+    """
+    spec, _ = _checked(body, principal, service)
+    limits = service.config.limits
+    files: dict[str, tuple[str, str]] = {}  # training / validation: server path, name
+    for key, file_id in (("training", body.training_file),
+                         ("validation", body.validation_file)):
+        if file_id is not None:
+            row = queue.file_row(service.db, principal.tenant_id, file_id)
+            files[key] = (str(service.store.file_path(row.storage_name)), row.filename)
+    paths = {key: path for key, (path, _) in files.items()}
+    names = dict(files.values())  # messages name a file by its path, or by its base name
+    names.update({pathlib.Path(path).name: name for path, name in files.values()})
+    result = run_task({"task": "estimate", "config": spec.config, **paths}, limits)
+    error = result.get("error")
+    if error is not None:
+        raise InvalidRequest(_named(error["message"], names), error.get("param"),
+                             code=error["code"])
+    plan = _named(result["plan"], names)
+    plan["model"]["source"] = body.model  # a server path for tiny and ft: models
+    over = plan_error(spec.config, result["examples_per_epoch"], limits)
+    return Estimate(plan=plan, examples_per_epoch=result["examples_per_epoch"],
+                    within_limits=over is None, limit_error=JobError.model_validate(over)
+                    if over else None)
+
+
+def _named(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with the server's paths of the tenant's files replaced by their names."""
+    if isinstance(value, str):
+        for path, name in names.items():
+            value = value.replace(path, name)
+        return value
+    if isinstance(value, dict):
+        return {k: _named(v, names) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_named(v, names) for v in value]
+    return value
 
 
 def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
@@ -237,6 +303,41 @@ def list_checkpoints(
     return CheckpointList(data=[CheckpointPublic.from_row(r, job) for r in rows],
                           has_more=more)
 
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsPage, responses=error_responses(404))
+def list_metrics(
+    job_id: JobId, principal: CurrentPrincipal, service: ServiceDep,
+    offset: Annotated[int, Query(ge=0, description="Rows already read: the next_offset of "
+                                 "the page before (0: from the first row).")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 2000,
+) -> MetricsPage:
+    """preftune extension: the run's ``metrics.jsonl`` rows (training rows, and evaluation
+    rows whose names start with ``eval/``) in the order written, from row ``offset`` on. A
+    page polls with the ``next_offset`` it was given, so it reads each row once."""
+    job = queue.get_job(service.db, principal.tenant_id, job_id)
+    rows = _metrics_rows(service.store.run_dir(job.id) / METRICS)
+    page = rows[offset:offset + limit]
+    return MetricsPage(data=page, next_offset=offset + len(page),
+                       has_more=offset + len(page) < len(rows))
+
+
+def _metrics_rows(path: pathlib.Path) -> list[dict[str, Any]]:
+    """The file's complete rows (none before training logs its first): a line being
+    written, not yet ended by its newline, is left for the next poll."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.split("\n")[:-1]:  # the part after the last newline is unfinished
+        try:
+            row = json.loads(line)
+        except ValueError:  # a line torn by a crash: repair_jsonl drops it on resume
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 _ARCHIVE: dict[int | str, dict[str, Any]] = {
