@@ -91,7 +91,7 @@ def _serving(app) -> Iterator[str]:
         thread.join(timeout=30)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def serving():
     """``with serving(app) as url``: the app under uvicorn on a free local port."""
     return _serving
