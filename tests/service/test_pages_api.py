@@ -235,5 +235,8 @@ def test_metrics_are_the_tenants_own(client, keys, job_id):
 def test_pages_are_served_without_a_key(client):
     r = client.get("/ui/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    assert '<script type="module" src="/ui/app.js">' in r.text
+    for path in ("/ui/app.js", "/ui/new.js", "/ui/static/common.css", "/ui/static/curves.js"):
+        assert client.get(path).status_code == 200, path
     assert client.get("/", follow_redirects=False).headers["location"] == "/ui/"
     assert "/ui" not in json.dumps(client.get("/openapi.json").json()["paths"])
