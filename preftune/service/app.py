@@ -33,6 +33,7 @@ from preftune.service.queue import Conflict, IdempotencyConflict, NotFound
 from preftune.service.routes import files, health, jobs
 from preftune.service.routes import options as job_options
 from preftune.service.store import Store, TooLarge
+from preftune.service.validation import Busy
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ def _handle_errors(app: FastAPI) -> None:
         (Conflict, 409, None, "conflict"),
         (IdempotencyConflict, 409, None, "idempotency_key_reused"),
         (TooLarge, 413, "file", "file_too_large"),
+        (Busy, 503, None, "server_busy"),
         (InvalidRequest, 400, None, "invalid_value"),
         (DataError, 400, "file", "invalid_file"),
         (UsageError, 400, None, None),

@@ -65,7 +65,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                  404: "No such object (for this API key's organization)",
                  409: "The object's state does not allow this", 413: "Request body too large",
                  422: "Request does not match the schema",
-                 429: "Rate limit exceeded, too many failed key checks, or over a quota"}
+                 429: "Rate limit exceeded, too many failed key checks, or over a quota",
+                 503: "The server is busy reading other files: retry later"}
     every = sorted({401, 413, 422, 429, *statuses})
     return {status: {"model": ErrorResponse, "description": described[status]}
             for status in every}

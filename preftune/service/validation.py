@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any
 from sqlalchemy import update
 
 from preftune import settings
+from preftune.errors import PreftuneError
 from preftune.fsutil import write_json
 from preftune.service import queue
 from preftune.service.db import Database, Job
@@ -335,7 +337,6 @@ def report_file(path: Path, filename: str, max_problems: int) -> dict[str, Any]:
     ``max_problems`` with its record, line and field; counts; character lengths), the server's
     path replaced by the client's ``filename`` wherever it appears."""
     from preftune.data.validate import validate
-    from preftune.errors import PreftuneError
 
     try:
         report, _ = validate(path, max_problems=max_problems)
@@ -356,7 +357,7 @@ def estimate_plan(config: dict[str, Any], training: Path, validation: Path | Non
     words it, plus ``examples_per_epoch`` for the server's plan limits."""
     from preftune.config import TrainConfig
     from preftune.engine.dryrun import dry_run
-    from preftune.errors import DataError, PreftuneError, UsageError
+    from preftune.errors import DataError, UsageError
     from preftune.service.jobspec import train_values
 
     error = check_files(config, training, validation)
@@ -383,11 +384,30 @@ def _hide(value: Any, path: Path, name: str) -> Any:
     return value
 
 
+# Children one API process runs at once for requests (reports, estimates): each may use
+# validation_memory_mb, so many requests at once must not start one each.
+API_CHILDREN = 2
+API_WAIT_S = 30.0
+_api_children = threading.BoundedSemaphore(API_CHILDREN)
+
+
+class Busy(PreftuneError):
+    """Every child the API may run for requests is taken; the caller retries later."""
+
+
 def run_task(request: dict[str, Any], limits: Limits) -> dict[str, Any]:
     """Run a ``report`` or ``estimate`` request in the validation child, under the memory
     and time limits of file validation, for an API request waiting on it: the child's
-    result, or ``{"error": ...}`` for a child over a limit or failed."""
-    request = {"validation": None, **request, "memory_mb": limits.validation_memory_mb}
-    result = run_child(request, limits, lambda: True, limits.validation_timeout_s)
+    result, or ``{"error": ...}`` for a child over a limit or failed. At most
+    ``API_CHILDREN`` run at once; a request that waited ``API_WAIT_S`` for one gets ``Busy``.
+    """
+    if not _api_children.acquire(timeout=API_WAIT_S):
+        raise Busy(f"the server is reading {API_CHILDREN} other files for reports and "
+                   "estimates right now", ["retry in a minute"])
+    try:
+        request = {"validation": None, **request, "memory_mb": limits.validation_memory_mb}
+        result = run_child(request, limits, lambda: True, limits.validation_timeout_s)
+    finally:
+        _api_children.release()
     assert result is not None  # the lease is never lost: there is none
     return result

@@ -89,6 +89,22 @@ def test_report_over_the_memory_limit_says_so(db, store, keys):
     assert "validation_memory_mb=64" in report["problems"][0]["message"]
 
 
+def test_report_waits_for_a_free_child_then_says_busy(client, keys, monkeypatch):
+    import threading
+
+    from preftune.service import validation
+
+    taken = threading.BoundedSemaphore(1)
+    taken.acquire()  # as if every child the API may run were reading another file
+    monkeypatch.setattr(validation, "_api_children", taken)
+    monkeypatch.setattr(validation, "API_WAIT_S", 0.1)
+    file_id = upload(client, keys.alice, PAIRS)
+    r = client.get(f"/v1/files/{file_id}/report", headers=auth(keys.alice))
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "server_busy"
+    assert "retry" in r.json()["error"]["message"]
+
+
 # ------------------------------------------------------------------------------ options
 
 

@@ -190,7 +190,8 @@ def file_content(file_id: FileId, principal: CurrentPrincipal,
 MAX_PROBLEMS = 200  # a report lists this many problems by location, and counts them all
 
 
-@router.get("/{file_id}/report", response_model=FileReport, responses=error_responses(404))
+@router.get("/{file_id}/report", response_model=FileReport,
+            responses=error_responses(404, 503))
 def file_report(file_id: FileId, principal: CurrentPrincipal,
                 service: ServiceDep) -> FileReport:
     """preftune extension: the file checked as ``preftune validate`` checks it, with the

@@ -127,7 +127,7 @@ def _checked(body: JobCreate, principal: Principal, service: Service
     return spec, integrations
 
 
-@router.post("/estimate", response_model=Estimate, responses=error_responses(400))
+@router.post("/estimate", response_model=Estimate, responses=error_responses(400, 503))
 def estimate_job(body: JobCreate, principal: CurrentPrincipal,
                  service: ServiceDep) -> Estimate:
     """preftune extension: what creating this job would plan, without creating it: the
