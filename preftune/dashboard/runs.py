@@ -21,6 +21,7 @@ from preftune.models.export import model_card
 from preftune.rundir import CONFIG, METRICS, STATUS, RunDir
 from preftune.runs.compare import DIAGNOSIS, is_sweep_dir
 from preftune.runs.diagnose import diagnose_run
+from preftune.runs.diagnose_rl import diagnose_grpo_run
 from preftune.runs.sweep import MANIFEST
 
 # How deep under a watched directory runs are looked for: experiments/<sweep>/runs/<run> is 3.
@@ -29,9 +30,9 @@ MAX_DEPTH = 4
 KEY_PARAMS = ("learning_rate", "beta", "epochs", "batch_size", "grad_accum", "lora_rank",
               "max_length", "preset", "group_size", "training_steps")
 # The last values the runs list shows, by the first name a run logged.
-LAST_METRICS = (("loss", ("loss",)), ("accuracy", ("accuracy", "reward/accuracy")),
+LAST_METRICS = (("loss", ("loss",)), ("accuracy", ("accuracy",)),
                 ("margin", ("margin",)), ("eval/loss", ("eval/loss",)),
-                ("eval/accuracy", ("eval/accuracy",)), ("reward", ("reward/mean", "reward")))
+                ("eval/accuracy", ("eval/accuracy",)), ("reward", ("mean_reward",)))
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def summary(found: Found) -> dict[str, Any]:
             if value is not None:
                 last[label] = value
                 break
-    diagnosis = _verdict(found.path, status.status)
+    diagnosis = _verdict(found.path, status.status, record.get("kind"))
     return {
         "id": found.id, "name": found.path.name, "sweep": found.sweep,
         "status": status.status, "error": status.error,
@@ -139,9 +140,9 @@ def _mtime(path: Path) -> float | None:
 _LIVE: dict[Path, tuple[int, dict[str, Any] | None]] = {}
 
 
-def _verdict(path: Path, status: str) -> dict[str, Any] | None:
+def _verdict(path: Path, status: str, kind: str | None) -> dict[str, Any] | None:
     """diagnosis.json of a finished run; a running (or interrupted) run's diagnosis so far,
-    computed from its metrics and never written."""
+    computed from its metrics (by GRPO's rules for a GRPO run) and never written."""
     written = read_json(path / DIAGNOSIS)
     if isinstance(written, dict) and status != "running":
         return written
@@ -150,7 +151,8 @@ def _verdict(path: Path, status: str) -> dict[str, Any] | None:
     if cached is not None and cached[0] == size:
         return cached[1]
     try:
-        result: dict[str, Any] | None = diagnose_run(path, write=False).to_dict()
+        diagnose = diagnose_grpo_run if kind == "grpo" else diagnose_run
+        result: dict[str, Any] | None = diagnose(path, write=False).to_dict()
     except (UsageError, ValueError, KeyError, TypeError):
         result = written if isinstance(written, dict) else None
     _LIVE[path] = (size, result)
@@ -163,7 +165,7 @@ def details(found: Found) -> dict[str, Any]:
     run = RunDir(found.path)
     record = config_record(found.path)
     out = summary(found)
-    out["diagnosis"] = _verdict(found.path, out["status"])
+    out["diagnosis"] = _verdict(found.path, out["status"], record.get("kind"))
     out["config"] = record
     out["checkpoints"] = read_jsonl(run.checkpoints_path)
     out["has_final"] = run.final_path.is_dir()

@@ -136,3 +136,25 @@ def test_pages_and_assets_are_served_from_the_package(client):
         assert client.get(asset).status_code == 200
     assert "http://" not in client.get("/static/chart.js").text.replace(
         "http://www.w3.org/2000/svg", "")
+
+
+def test_a_grpo_run_is_summarised_and_diagnosed_by_grpos_rules(tmp_path):
+    from preftune.runs.diagnose_rl import diagnose_grpo
+
+    run = RunDir(tmp_path / "grpo")
+    run.path.mkdir()
+    config = {"model_name": "tiny", "group_size": 4, "learning_rate": 1e-5}
+    run.write_config({"config": config, "kind": "grpo"})
+    rows = [{"step": s, "loss": 0.0, "mean_reward": 0.5, "reward_std": 0.3, "kl": 0.001,
+             "entropy": 2.0, "clip_frac": 0.0, "ratio_mean": 1.0, "zero_advantage_frac": 0.0}
+            for s in range(1, 61)]
+    for row in rows:
+        run.log(row)
+    run.mark("running")
+    listed = TestClient(create_app([tmp_path])).get("/api/runs").json()["runs"][0]
+    expected = diagnose_grpo(rows, config)
+    assert (listed["kind"], listed["algo"], listed["model"]) == ("grpo", "grpo", "tiny")
+    assert listed["params"] == {"learning_rate": 1e-5, "group_size": 4}
+    assert listed["last"]["reward"] == 0.5
+    assert (listed["verdict"], listed["summary"]) == (expected.verdict, expected.summary)
+    assert expected.verdict == "reward_flat"  # a GRPO rule: the preference rules lack it

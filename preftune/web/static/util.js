@@ -73,11 +73,13 @@ export function every(ms, fn) {
 /** The metric names a training run logs, grouped into the charts a run page shows. */
 export const CHART_GROUPS = [
   { title: "loss", keys: ["loss", "eval/loss"] },
-  { title: "accuracy", keys: ["accuracy", "eval/accuracy", "reward/accuracy"] },
-  { title: "margin", keys: ["margin", "eval/margin", "rewards/margins"] },
+  { title: "accuracy", keys: ["accuracy", "eval/accuracy"] },
+  { title: "margin", keys: ["margin", "eval/margin"] },
   { title: "rewards", keys: ["chosen_reward", "rejected_reward", "eval/chosen_reward",
-    "eval/rejected_reward", "reward/mean", "reward"] },
-  { title: "learning rate", keys: ["lr", "learning_rate"] },
+    "eval/rejected_reward", "mean_reward", "reward_std"] },
+  { title: "KL and entropy", keys: ["kl", "entropy"] },
+  { title: "clipped tokens", keys: ["clip_frac"] },
+  { title: "learning rate", keys: ["learning_rate"] },
 ];
 
 /** ``[[step, value], ...]`` of ``key`` over ``rows`` (rows without it skipped). */
