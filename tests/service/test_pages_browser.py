@@ -164,6 +164,19 @@ def test_a_tenant_launches_and_watches_a_job_another_sees_none_of_it(
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         assert any(name.endswith("adapter_config.json") for name in tar.getnames())
 
+    # The model, by keyboard alone: Tab from the top of the page to its button, then Enter.
+    page.reload()
+    expect(page.locator("#job-status")).to_have_text("succeeded")
+    with page.expect_download() as downloading:
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.id") == "download-model":
+                break
+        else:
+            pytest.fail("Tab never reaches the model's download button")
+        page.keyboard.press("Enter")
+    assert Path(downloading.value.path()).read_bytes()[:2] == b"\x1f\x8b"
+
     page.set_viewport_size(PHONE)
     page.wait_for_timeout(300)  # the charts redraw for their new width
     assert no_horizontal_scroll(page)
