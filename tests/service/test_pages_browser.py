@@ -183,6 +183,20 @@ def test_a_tenant_launches_and_watches_a_job_another_sees_none_of_it(
     page.screenshot(path=screenshots / "service-job-phone.png", full_page=True)
     page.set_viewport_size(DESKTOP)
 
+    # A second job, cancelled from its page before it trains.
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {alice}"}) as http:
+        file_id = http.get("/v1/files", params={"purpose": "fine-tune"}).json()["data"][0]["id"]
+        created = http.post("/v1/fine_tuning/jobs", json={
+            "model": "tiny", "training_file": file_id,
+            "config": {"max_steps": 500, "max_length": 128, "max_prompt_length": 64}})
+        assert created.status_code == 200, created.text
+        second = created.json()
+    page.goto(f"{base}/ui/#/jobs/{second['id']}")
+    page.click("#cancel-job")
+    expect(page.locator("#job-status")).to_have_text("cancelled", timeout=60_000)
+    expect(page.locator("#resume-job")).to_be_disabled()
+    expect(page.locator("#download-model")).to_be_hidden()
+
     page.click("#nav >> text=Jobs")
     row = page.locator(f'tr[data-job="{job_id}"]')
     expect(row).to_contain_text("succeeded")
