@@ -136,6 +136,8 @@ def _delete_files_before(db: Database, store: Store, cutoff: float) -> int:
             .with_for_update(skip_locked=True)).all()
         deletion.aside([store.file_path(row.storage_name) for row in rows])
         session.execute(delete(File).where(File.id.in_([row.id for row in rows])))
+    for row in rows:
+        store.report_path(row.id).unlink(missing_ok=True)
     return len(rows)
 
 
@@ -155,5 +157,6 @@ def delete_file(db: Database, store: Store, tenant_id: str, file_id: str) -> Non
                            ["cancel those jobs, or delete the file once they have ended"])
         deletion.aside([store.file_path(row.storage_name)])
         session.execute(delete(File).where(File.id == file_id))
+    store.report_path(file_id).unlink(missing_ok=True)
 
 

@@ -65,6 +65,13 @@ class Store:
     def downloads_dir(self) -> Path:
         return self.root / "downloads"
 
+    def report_path(self, file_id: str) -> Path:
+        """Where an uploaded file's validation report is kept (a cache: deleted with the
+        file, rebuilt when missing)."""
+        if Path(file_id).name != file_id or file_id.startswith("."):
+            raise UsageError(f"bad file id {file_id!r}")
+        return self.root / "reports" / f"{file_id}.json"
+
     def file_path(self, storage_name: str) -> Path:
         if Path(storage_name).name != storage_name or storage_name.startswith("."):
             raise UsageError(f"bad storage name {storage_name!r}")

@@ -144,11 +144,15 @@ def test_sweep_deletes_old_files_no_unfinished_job_reads(db, store, keys):
         session.execute(update(File).where(File.id.in_([read, free]))
                         .values(created_at=int(time.time() - 8 * DAY)))
     free_path = store.file_path(queue.file_row(db, None, free).storage_name)
+    for file_id in (read, free):  # their validation reports, as GET .../report keeps them
+        store.report_path(file_id).parent.mkdir(parents=True, exist_ok=True)
+        store.report_path(file_id).write_text("{}")
     counts = retention.sweep(db, store, Retention(files_days=7))
     assert counts == {"jobs": 0, "files": 1}
     with pytest.raises(NotFound):
         queue.file_row(db, None, free)
-    assert not free_path.exists()
+    assert not free_path.exists() and not store.report_path(free).exists()
+    assert store.report_path(read).exists()
     for kept in (read, young, *done.result_files):  # results go with their job, not by age
         assert store.file_path(queue.file_row(db, None, kept).storage_name).is_file()
 

@@ -6,7 +6,6 @@ as the file's ``filename``.
 
 from __future__ import annotations
 
-import pathlib
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -31,7 +30,7 @@ from preftune.service.schemas import (
     ProblemPublic,
     error_responses,
 )
-from preftune.service.store import Store, TooLarge, display_name
+from preftune.service.store import TooLarge, display_name
 from preftune.service.validation import run_task
 
 router = APIRouter(prefix="/v1/files", tags=["files"])
@@ -203,7 +202,7 @@ def file_report(file_id: FileId, principal: CurrentPrincipal,
     process. The report is kept with the file: asking again is answered at once.
     """
     row = queue.file_row(service.db, principal.tenant_id, file_id)
-    cached = _report_path(service.store, row.id)
+    cached = service.store.report_path(row.id)
     if cached.is_file():
         return FileReport.model_validate_json(cached.read_bytes())
     path = service.store.file_path(row.storage_name)
@@ -229,16 +228,10 @@ def file_report(file_id: FileId, principal: CurrentPrincipal,
     return report
 
 
-def _report_path(store: Store, file_id: str) -> pathlib.Path:
-    """Where a file's report is kept: beside the uploads, named by the file's id."""
-    return store.root / "reports" / f"{file_id}.json"
-
-
 @router.delete("/{file_id}", response_model=FileDeleted, responses=error_responses(404, 409))
 def delete_file(file_id: FileId, principal: CurrentPrincipal,
                 service: ServiceDep) -> FileDeleted:
     """Delete a file no unfinished job reads (checked and deleted under the file's row lock,
     so no job can start reading it in between)."""
     retention.delete_file(service.db, service.store, principal.tenant_id, file_id)
-    _report_path(service.store, file_id).unlink(missing_ok=True)
     return FileDeleted(id=file_id, deleted=True)

@@ -23,6 +23,7 @@ export class Curves {
   chart(title) {
     let chart = this.charts.get(title);
     if (!chart) {
+      this.placeholder?.remove();
       const panel = el("div", { class: "panel", "data-chart": title });
       this.box.append(panel);
       chart = new LineChart(panel, { title, ...this.options });
@@ -39,8 +40,9 @@ export class Curves {
         .filter((s) => s.points.length);
       if (series.length) this.chart(group.title).setSeries(series);
     }
-    if (!this.charts.size) {
-      this.box.replaceChildren(el("p", { class: "muted" }, "No metrics logged yet."));
+    if (!this.charts.size && !this.placeholder) {
+      this.placeholder = el("p", { class: "muted" }, "No metrics logged yet.");
+      this.box.replaceChildren(this.placeholder);
     }
   }
 
