@@ -79,3 +79,10 @@ class StoppedError(PreftuneError):
     """Training stopped on request (SIGTERM) after saving a checkpoint to resume from."""
 
     exit_code = ExitCode.STOPPED
+
+
+class GraderError(ConfigError):
+    """A grader that does not validate, or that could not score a sample.
+
+    A configuration error (exit code 2): the grader and the data it reads are the user's input.
+    """
