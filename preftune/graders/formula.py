@@ -1,7 +1,8 @@
 """The ``calculate_output`` formula of a ``multi`` grader, parsed with ``ast`` and never exec'd.
 
 A formula is arithmetic over the sub-graders' names: numbers, names, ``+ - * /``, powers written
-``**`` or ``^`` (OpenAI's formulas use ``^``; both mean power here), unary minus and plus,
+``**`` or ``^`` (OpenAI's formulas use ``^``; it is read as ``**``, so it binds tighter than
+``*`` and ``2 * 3 ^ 2`` is 18), unary minus and plus,
 parentheses, and the functions ``min max abs floor ceil exp sqrt log`` (``log`` is the natural
 logarithm). All arithmetic is in floats.
 """
@@ -32,7 +33,6 @@ _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: lambda a, b: _power(a, b),
-    ast.BitXor: lambda a, b: _power(a, b),
 }
 
 
@@ -52,12 +52,12 @@ _UNARY: dict[type[ast.unaryop], Callable[[float], float]] = {
 def parse(formula: str, names: Iterable[str], where: str) -> ast.Expression:
     """The checked syntax tree of ``formula``; anything not allowed is a GraderError."""
     try:
-        tree = ast.parse(formula.strip(), mode="eval")
+        tree = ast.parse(_python_syntax(formula), mode="eval")
     except SyntaxError as e:
         raise GraderError(f"{where}: cannot parse {formula!r}: {e.msg}") from None
     known = set(names)
     unknown: list[str] = []
-    for node in ast.walk(tree):
+    for node in sorted(ast.walk(tree), key=lambda n: getattr(n, "col_offset", -1)):
         if isinstance(node, ast.Call):
             _check_call(node, where)
         elif isinstance(node, ast.Name):
@@ -97,8 +97,13 @@ def _check_call(node: ast.Call, where: str) -> None:
                           f"got {len(node.args)}")
 
 
+def _python_syntax(formula: str) -> str:
+    """``^`` as power: Python's ``^`` (xor) would bind looser than ``*``."""
+    return formula.strip().replace("^", "**")
+
+
 def _source(node: ast.AST, formula: str) -> str:
-    return ast.get_source_segment(formula.strip(), node) or ast.unparse(node)
+    return ast.get_source_segment(_python_syntax(formula), node) or ast.unparse(node)
 
 
 def evaluate(tree: ast.Expression, values: Mapping[str, float], where: str) -> float:

@@ -96,9 +96,11 @@ def _boot():
                 written(path)
             elif not under(path, (workdir,) + stdlib):
                 refuse("read", f"read {os.fsdecode(os.fspath(path))}")
-        elif event in ("os.listdir", "os.scandir", "os.chdir"):
+        elif event in ("os.listdir", "os.scandir"):
             if args[0] is not None and not under(args[0], (workdir,) + stdlib):
                 refuse("read", f"listed {os.fsdecode(os.fspath(args[0]))}")
+        elif event == "os.chdir" and not under(args[0], (workdir,)):
+            refuse("read", f"changed directory to {os.fsdecode(os.fspath(args[0]))}")
         elif event.startswith(network):
             refuse("network", event)
         elif event in processes:

@@ -50,6 +50,9 @@ def parse_refs(text: str, where: str) -> list[Ref]:
             raise GraderError(f"{where}: template {raw} is not of the form "
                               "{{ namespace.path }}, e.g. {{ item.answer }}")
         namespace, tail = ref.group(1), ref.group(2)
+        if namespace not in NAMESPACES and not tail:
+            raise GraderError(f"{where}: template {raw} has no namespace; write "
+                              f"{{{{ item.{namespace} }}}} or {{{{ sample.{namespace} }}}}")
         if namespace not in NAMESPACES:
             raise GraderError(f"{where}: template {raw} uses namespace '{namespace}'; "
                               "the namespaces are item and sample")
