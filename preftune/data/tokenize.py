@@ -30,14 +30,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import datasets
 import numpy as np
 import pyarrow as pa
-from transformers import PreTrainedTokenizerBase
 
 from preftune.data.records import Message, PreferenceDataset, UnpairedDataset
+
+if TYPE_CHECKING:  # importing datasets and transformers takes seconds: only where used
+    import datasets
+    from transformers import PreTrainedTokenizerBase
 from preftune.errors import ConfigError, DataError
 
 _BATCH = 512  # texts per tokenizer call: large enough to amortise the call, small in memory
@@ -163,6 +165,8 @@ def tokenize_pairs(dataset: PreferenceDataset, tokenizer: PreTrainedTokenizerBas
             ["raise max_length so that the responses differ within it",
              "check the data: a pair needs two different responses (preftune validate "
              "reports identical pairs)"])
+    import datasets
+
     return TokenizedPairs(datasets.Dataset(pa.concat_tables(tables)),
                           TokenizeStats(pairs=kept, **asdict(counts)))
 
@@ -229,6 +233,8 @@ def tokenize_unpaired(dataset: UnpairedDataset, tokenizer: PreTrainedTokenizerBa
                                                                     strict=True)),
         truncated_kl=sum(len(k) > room for k, room in zip(kl, rooms, strict=True)),
         boundary_mismatches=mismatches)
+    import datasets
+
     return TokenizedExamples(datasets.Dataset(rows), stats)
 
 
