@@ -337,3 +337,61 @@ def test_sampling_retries_a_moment_of_404_and_gives_up_after_the_retries(tokeniz
         with pytest.raises(TrainingError, match="answered 404"):
             stubborn.collect_group(stubborn.next_item())
     assert failures["left"] == 3  # one try and one retry
+
+
+# ---- chat prompts from a messages field (OpenAI's RFT items) --------------------------------
+
+
+@pytest.fixture
+def rft_data(tmp_path):
+    path = tmp_path / "rft.jsonl"
+    rows = [{"messages": [{"role": "developer", "content": "Answer with a number."},
+                          {"role": "user", "content": [{"type": "text", "text": "2 + "},
+                                                       {"type": "text", "text": f"{i}?"}]}],
+             "reference_answer": str(2 + i)} for i in range(3)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_items_from_a_messages_field_are_sampled_as_that_conversation(tokenizer, rft_data,
+                                                                      serving):
+    app = completions_app()
+    with serving(app) as url:
+        env = make_env(tokenizer, rft_data, url, use_chat=True, messages_field="messages",
+                       prompt_field="unused", answer_field="reference_answer")
+        item = env.next_item()
+        assert item is not None
+        group = env.collect_group(item)
+    conversation = [{"role": "system", "content": "Answer with a number."},
+                    {"role": "user", "content": "2 + 0?"}]
+    assert app.state.requests[0]["messages"] == conversation
+    assert item.prompt == "2 + 0?" and item.row["reference_answer"] == "2"
+    assert group is not None and group.messages == conversation
+    prompt_ids = list(tokenizer.apply_chat_template(conversation, add_generation_prompt=True,
+                                                    tokenize=True, return_dict=True)["input_ids"])
+    assert group.tokens[0] == prompt_ids + [500]
+
+
+def test_a_messages_field_needs_chat(tokenizer, rft_data):
+    with pytest.raises(ConfigError, match="needs use_chat"):
+        make_env(tokenizer, rft_data, "http://127.0.0.1:9", messages_field="messages")
+
+
+@pytest.mark.parametrize(("row", "problem"), [
+    ({"prompt": "x"}, "field 'messages' is missing"),
+    ({"messages": []}, "expected a non-empty list of messages"),
+    ({"messages": [{"role": "robot", "content": "hi"}]}, "messages[0].role: expected one of"),
+    ({"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": 7}]},
+     "messages[1].content: expected text"),
+    ({"messages": [{"role": "system", "content": "only a system prompt"}]},
+     "no message has role 'user'"),
+])
+def test_a_bad_conversation_is_a_data_error_naming_row_and_key(tokenizer, tmp_path, row,
+                                                               problem):
+    path = tmp_path / "bad.jsonl"
+    good = {"messages": [{"role": "user", "content": "fine"}]}
+    path.write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n", encoding="utf-8")
+    with pytest.raises(DataError) as raised:
+        make_env(tokenizer, path, "http://127.0.0.1:9", use_chat=True, messages_field="messages")
+    assert raised.value.message.endswith(problem) or problem in raised.value.message
+    assert "row 1:" in raised.value.message

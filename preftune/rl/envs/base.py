@@ -73,11 +73,14 @@ class EnvConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Item:
-    """One prompt to sample for, with the row it came from (rewards may read any field)."""
+    """One prompt to sample for, with the row it came from (rewards may read any field).
+    ``messages``, when set, is the whole chat prompt (an RFT item's conversation); ``prompt``
+    is then its last user message, for logs."""
 
     prompt: str
     row: Mapping[str, Any]
     system: str | None = None
+    messages: tuple[Mapping[str, str], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,12 @@ class Environment(abc.ABC):
         return group
 
     def _messages(self, item: Item) -> list[dict[str, str]]:
+        if item.messages is not None:
+            given = [dict(m) for m in item.messages]
+            has_system = any(m["role"] in ("system", "developer") for m in given)
+            system = [{"role": "system", "content": item.system}] \
+                if item.system and not has_system else []
+            return [*system, *given]
         system = [{"role": "system", "content": item.system}] if item.system else []
         return [*system, {"role": "user", "content": item.prompt}]
 

@@ -37,6 +37,9 @@ class DatasetEnvConfig(EnvConfig):
     split: str = "train"
     eval_split: str | None = None
     prompt_field: str = "prompt"
+    messages_field: str | None = Field(None, description="a field holding the chat prompt as "
+                                       "[{role, content}] (OpenAI's RFT items: messages); "
+                                       "needs use_chat, and replaces prompt_field")
     answer_field: str = "answer"
     system_prompt: str | None = None
     reward_functions: list[str | dict[str, Any]] = Field(min_length=1)
@@ -66,6 +69,9 @@ class DatasetEnvironment(Environment):
     """One item per dataset row, in file order or shuffled with ``seed``; one pass."""
 
     def __init__(self, config: DatasetEnvConfig, tokenizer: Any = None) -> None:
+        if config.messages_field is not None and not config.use_chat:
+            raise ConfigError(f"messages_field {config.messages_field!r} needs use_chat: true",
+                              ["a conversation is sampled through /v1/chat/completions"])
         rewards = build_rewards(config.reward_functions, config.answer_field)
         super().__init__(config, rewards, tokenizer)
         self.dataset_config = config
@@ -91,12 +97,24 @@ class DatasetEnvironment(Environment):
         return (self._item(row) for row in rows)
 
     def _item(self, row: Mapping[str, Any]) -> Item:
-        return Item(str(row[self.dataset_config.prompt_field]), row,
-                    self.dataset_config.system_prompt)
+        cfg = self.dataset_config
+        if cfg.messages_field is None:
+            return Item(str(row[cfg.prompt_field]), row, cfg.system_prompt)
+        messages = tuple(chat_messages(row[cfg.messages_field]))
+        last_user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        return Item(last_user, row, cfg.system_prompt, messages)
 
     def _check_prompts(self, rows: list[dict[str, Any]], split: str) -> None:
         field = self.dataset_config.prompt_field
         name = self.dataset_config.dataset_name
+        if self.dataset_config.messages_field is not None:
+            for i, row in enumerate(rows):
+                problem = messages_problem(row, self.dataset_config.messages_field)
+                if problem is not None:
+                    raise DataError(f"{name} [{split}] row {i}: {problem}",
+                                    ["each row needs messages: [{\"role\": \"user\", "
+                                     "\"content\": \"...\"}], as OpenAI's RFT files have"])
+            return
         for i, row in enumerate(rows):
             value = row.get(field)
             if not isinstance(value, str) or not value.strip():
@@ -105,6 +123,55 @@ class DatasetEnvironment(Environment):
                                 "expected non-empty text",
                                 [f"the row has the fields {', '.join(row) or '(none)'}; "
                                  "set prompt_field to the one that holds the prompt"])
+
+
+# ---- chat prompts ------------------------------------------------------------------------------
+
+ROLES = ("system", "developer", "user", "assistant")
+
+
+def messages_problem(row: Mapping[str, Any], field: str) -> str | None:
+    """What is wrong with ``row[field]`` as a chat prompt, naming the message and key; None
+    when it is a non-empty list of ``{role, content}`` with a user message in it. Content is
+    text, or OpenAI's list of ``{"type": "text", "text": ...}`` parts."""
+    if field not in row:
+        return f"field {field!r} is missing (the row has {', '.join(row) or 'no fields'})"
+    messages = row[field]
+    if not isinstance(messages, list) or not messages:
+        return f"field {field!r}: expected a non-empty list of messages, found {messages!r:.60}"
+    for j, message in enumerate(messages):
+        where = f"{field}[{j}]"
+        if not isinstance(message, Mapping):
+            return f"{where}: expected an object with role and content"
+        if message.get("role") not in ROLES:
+            return f"{where}.role: expected one of {', '.join(ROLES)}, found " \
+                   f"{message.get('role')!r}"
+        if _text(message.get("content")) is None:
+            return f"{where}.content: expected text (or a list of text parts), found " \
+                   f"{message.get('content')!r:.60}"
+    if not any(m["role"] == "user" for m in messages):
+        return f"field {field!r}: no message has role 'user'"
+    return None
+
+
+def chat_messages(messages: list[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """``{role, content}`` dicts with text content (text parts joined); checked beforehand
+    by ``messages_problem``. OpenAI's ``developer`` role is sent as ``system``."""
+    out = []
+    for m in messages:
+        role = "system" if m["role"] == "developer" else str(m["role"])
+        out.append({"role": role, "content": _text(m["content"]) or ""})
+    return out
+
+
+def _text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content and all(
+            isinstance(p, Mapping) and p.get("type") in ("text", "input_text")
+            and isinstance(p.get("text"), str) for p in content):
+        return "".join(p["text"] for p in content)
+    return None
 
 
 # ---- rows ------------------------------------------------------------------------------------
