@@ -30,7 +30,7 @@ from preftune.service.deps import ApiError, Service
 from preftune.service.jobspec import InvalidRequest
 from preftune.service.limits import ServiceConfig
 from preftune.service.queue import Conflict, IdempotencyConflict, NotFound
-from preftune.service.routes import files, health, jobs
+from preftune.service.routes import files, graders, health, jobs
 from preftune.service.routes import options as job_options
 from preftune.service.store import Store, TooLarge
 from preftune.service.validation import Busy
@@ -70,6 +70,8 @@ def create_app(db: Database, store: Store, *, config: ServiceConfig | None = Non
     app.include_router(files.router)
     app.include_router(jobs.router)
     app.include_router(job_options.router)
+    app.state.grader_slots = graders.grader_slots(config.graders)
+    app.include_router(graders.router)
     _mount_pages(app)
     return app
 

@@ -15,6 +15,10 @@ the API checks requests against it, workers enforce run time and running-job cap
         max_running_jobs: 4
         integrations: {wandb: {env: {WANDB_API_KEY: "${TEAM_A_WANDB_KEY}"}}}
     retention: {files_days: 30, jobs_days: 90}
+    graders:       # the grader endpoints (/v1/fine_tuning/alpha/graders/*) and RL jobs
+      allow_python: false
+      score_model_base_url: http://127.0.0.1:8001/v1
+      score_model_api_key: "${JUDGE_API_KEY}"
     metrics_token: "${PREFTUNE_METRICS_TOKEN}"
 
 A value written ``${VAR}`` is read from the operator's environment when the file is loaded.
@@ -32,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from preftune import settings
 from preftune.errors import ConfigError
+from preftune.graders import GraderSettings, ModelEndpoint
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -103,6 +108,36 @@ class Retention(_Strict):
     sweep_every_s: float = Field(600.0, gt=0, description="Seconds between retention sweeps.")
 
 
+class Graders(_Strict):
+    """What graders may do on this server: python graders, the score model, how many at once."""
+
+    allow_python: bool = Field(True, description="Whether python graders run (each in a "
+                               "separate process, limited in time and memory, without network "
+                               "or the server's files). Off: a python grader is refused with "
+                               "400 grader_not_allowed.")
+    python_timeout_s: float = Field(10.0, gt=0, le=600, description="Seconds of wall-clock "
+                                    "time a python grader may take on one sample.")
+    python_memory_mb: int = Field(256, ge=32, description="Address space a python grader's "
+                                  "process may use, in MiB.")
+    score_model_base_url: str | None = Field(None, description="The OpenAI-compatible endpoint "
+                                             "(.../v1) score_model graders call; unset: they "
+                                             "report an error.")
+    score_model_api_key: str | None = Field(None, description="The bearer key for "
+                                            "score_model_base_url (write ${VAR} in the file).")
+    max_concurrent: int = Field(4, ge=1, description="Python graders and score model calls one "
+                                "API process runs at once; a request that waits 30 s for a "
+                                "turn gets 503 server_busy.")
+
+    def settings(self) -> GraderSettings:
+        """What ``preftune.graders.grade`` is lent on this server."""
+        endpoint = (ModelEndpoint(self.score_model_base_url, self.score_model_api_key)
+                    if self.score_model_base_url else None)
+        return GraderSettings(allow_python=self.allow_python,
+                              python_timeout_s=self.python_timeout_s,
+                              python_memory_mb=self.python_memory_mb,
+                              score_model_endpoint=endpoint)
+
+
 class ServiceConfig(_Strict):
     """Everything the operator sets; defaults fit a small shared server."""
 
@@ -111,6 +146,7 @@ class ServiceConfig(_Strict):
     tenants: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Per tenant "
                                                "name: quota fields that differ from quota.")
     retention: Retention = Field(default_factory=Retention)
+    graders: Graders = Field(default_factory=Graders)
     metrics_token: str | None = Field(None, description="The bearer token /metrics answers to; "
                                       "unset: /metrics answers 401 to everyone.")
     failed_auth_per_minute: int = Field(20, ge=1, description="Failed key checks a client "
@@ -142,7 +178,7 @@ class ServiceConfig(_Strict):
 
 # Flags of `preftune serve` / `preftune worker`: section and field of each.
 FLAG_SECTIONS: dict[str, type[BaseModel]] = {"limits": Limits, "quota": Quota,
-                                             "retention": Retention}
+                                             "retention": Retention, "graders": Graders}
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None

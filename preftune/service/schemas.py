@@ -490,3 +490,72 @@ class JobOptions(BaseModel):
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     database: str
+
+
+# ----------------------------------------------------------------------------------- graders
+# OpenAI's alpha grader endpoints. A grader is taken as a plain object here and checked by
+# preftune.graders.validate, whose messages name the field (``grader.graders.fmt.operation``).
+
+GraderObject = Annotated[dict[str, Any], Field(
+    description="An OpenAI grader: string_check, text_similarity, score_model, multi or "
+                "python (docs/graders.md).",
+    examples=[{"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+               "reference": "{{item.answer}}", "operation": "eq"}])]
+
+
+class GraderValidate(BaseModel):
+    grader: GraderObject
+
+
+class GraderValidated(BaseModel):
+    grader: dict[str, Any] = Field(description="The grader as this server reads it: every "
+                                   "field checked, unset optional fields left out.")
+
+
+class GraderRun(BaseModel):
+    grader: GraderObject
+    model_sample: str = Field(description="The sample to grade: {{sample.output_text}}, and "
+                              "{{sample.output_json}} when it is JSON.")
+    item: Any = Field(None, description="The dataset row the sample answers: {{item.*}}.")
+    reference_answer: Any = Field(None, description="Earlier versions of the API's reference "
+                                  "answer: {{item.reference_answer}} where the item has none.")
+
+
+class GraderRunErrors(BaseModel):
+    """OpenAI's error flags: what kept the grader from scoring (all false when it scored)."""
+
+    formula_parse_error: bool = False
+    invalid_variable_error: bool = False
+    model_grader_parse_error: bool = False
+    model_grader_refusal_error: bool = False
+    model_grader_server_error: bool = False
+    model_grader_server_error_details: str | None = None
+    other_error: bool = False
+    python_grader_runtime_error: bool = False
+    python_grader_runtime_error_details: str | None = None
+    python_grader_server_error: bool = False
+    python_grader_server_error_type: str | None = None
+    sample_parse_error: bool = False
+    truncated_observation_error: bool = False
+    unresponsive_reward_error: bool = False
+    messages: list[str] = Field(default_factory=list, description="preftune extension: each "
+                                "error as a sentence naming the grader and what happened.")
+
+
+class GraderRunMetadata(BaseModel):
+    name: str
+    type: str
+    errors: GraderRunErrors
+    execution_time: float = Field(description="Seconds the grader took.")
+    scores: dict[str, float] = Field(description="A multi grader's sub-graders' scores, by "
+                                     "name; empty for the other types.")
+    token_usage: int | None = None
+    sampled_model_name: str | None = Field(None, description="A score_model grader's model.")
+
+
+class GraderRunResult(BaseModel):
+    reward: float = Field(description="The grader's score; 0 when it could not score (see "
+                          "metadata.errors).")
+    metadata: GraderRunMetadata
+    sub_rewards: dict[str, float]
+    model_grader_token_usage_per_model: dict[str, Any] = Field(default_factory=dict)
