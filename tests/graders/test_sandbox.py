@@ -3,12 +3,14 @@
 import os
 import resource
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
 
 from preftune.errors import GraderError
-from preftune.graders.sandbox import run_python_grader
+from preftune.graders.sandbox import run_child, run_python_grader
 
 SAMPLE = {"output_text": "4", "output_json": None}
 ITEM = {"answer": "4"}
@@ -148,3 +150,46 @@ def test_the_calling_process_is_unaffected():
     with socket.create_server(("127.0.0.1", 0)) as server:  # the parent may still use sockets
         assert server.getsockname()[1] > 0
     assert run("def grade(sample, item):\n    return 1.0\n") == 1.0
+
+
+def test_patching_os_path_or_builtins_does_not_loosen_the_guard():
+    source = ("import builtins, os, posixpath\n"
+              "os.path.realpath = lambda path, **kw: os.getcwd()\n"
+              "posixpath.normpath = lambda path: os.getcwd()\n"
+              "builtins.isinstance = lambda *args: True\n"
+              "def grade(sample, item):\n"
+              "    return len(open('/etc/passwd').read())\n")
+    assert "read /etc/passwd, outside its temporary directory" in refused(source)
+
+
+def test_path_like_objects_are_checked_by_the_path_they_name():
+    """CPython converts a path-like object once and audits the converted path."""
+    source = ("class Sly:\n"
+              "    calls = 0\n"
+              "    def __fspath__(self):\n"
+              "        Sly.calls += 1\n"
+              "        return 'ok.txt' if Sly.calls > 1 else '/etc/passwd'\n"
+              "def grade(sample, item):\n"
+              "    return len(open(Sly()).read())\n")
+    assert "read /etc/passwd, outside its temporary directory" in refused(source)
+
+
+def test_output_is_bounded_by_the_file_size_limit():
+    source = "def grade(sample, item):\n    print('x' * (4 << 20))\n    return 1.0\n"
+    assert "File too large" in refused(source)
+
+
+PROBE = ("import ctypes, os, sys\n"
+         "libc = ctypes.CDLL(None, use_errno=True)\n"
+         "flags = 0x40000000 if os.geteuid() == 0 else 0x50000000\n"
+         "sys.exit(0 if libc.unshare(flags) == 0 else 1)\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="network namespaces are Linux")
+def test_the_child_has_no_network_where_the_kernel_allows_it():
+    allowed = subprocess.run([sys.executable, "-c", PROBE], check=False).returncode == 0
+    if not allowed:
+        pytest.skip("this kernel or container refuses new network namespaces")
+    answer, code, _ = run_child("def grade(sample, item):\n    return 1.0\n", SAMPLE, ITEM,
+                                timeout_s=5, memory_mb=256, where="g")
+    assert (answer, code) == ({"score": 1.0, "network_isolated": True}, 0)
