@@ -17,6 +17,7 @@ from preftune.cli import dashboard as dashboard_cmds
 from preftune.cli import data as data_cmds
 from preftune.cli import dataset as dataset_cmds
 from preftune.cli import diagnose as diagnose_cmds
+from preftune.cli import graders as graders_cmds
 from preftune.cli import jobs as jobs_cmds
 from preftune.cli import merge as merge_cmds
 from preftune.cli import models as models_cmds
@@ -62,6 +63,7 @@ rl_cmds.register(app)
 dashboard_cmds.register(app)
 app.add_typer(data_cmds.app, name="data")
 app.add_typer(models_cmds.app, name="models")
+app.add_typer(graders_cmds.app, name="graders")
 
 
 def _hoist_verbose(args: list[str]) -> list[str]:

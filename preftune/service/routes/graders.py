@@ -71,6 +71,11 @@ def run_grader(body: GraderRun, request: Request, _: CurrentPrincipal,
     with _turn(request.app.state.grader_slots, grader, config):
         result = grade(grader, {"output_text": body.model_sample}, item, config.settings(),
                        on_error="zero")
+    return run_result(grader, result)
+
+
+def run_result(grader: Grader, result: GradeResult) -> GraderRunResult:
+    """``result`` in OpenAI's shape (``preftune graders run --json`` prints the same)."""
     return GraderRunResult(
         reward=result.score, sub_rewards=result.sub_scores,
         metadata=GraderRunMetadata(
