@@ -13,7 +13,7 @@ own process group, and before the grader's code runs it
 3. installs an audit hook (PEP 578) that stops the process at the first socket or network
    module, new process (subprocess, os.system, exec, spawn, fork, kill), native code (ctypes,
    cffi), link, or file opened, listed or changed outside the temporary directory (the standard
-   library may be read), and answers which it was.
+   library may be read), or more than 64 files opened for writing, and answers which it was.
 
 The parent waits ``timeout_s`` of wall-clock time, then kills the process group. The request
 goes in on stdin; the answer comes back as JSON on a private copy of stdout; what the grader
@@ -43,6 +43,7 @@ from preftune.errors import GraderError
 
 FILE_SIZE_LIMIT = 1 << 20  # bytes any one file the grader writes may reach
 OPEN_FILES_LIMIT = 64
+WRITES_LIMIT = 64  # files opened for writing per call: with FILE_SIZE_LIMIT, at most 64 MiB
 
 CHILD = Path(__file__).with_name("sandbox_child.py").read_text(encoding="utf-8")
 
@@ -78,6 +79,7 @@ def run_child(source: str, sample: dict[str, Any], item: dict[str, Any], *, time
         "source": source,
         "sample": sample,
         "item": item,
+        "max_writes": WRITES_LIMIT,
         "limits": {
             "RLIMIT_AS": [memory_mb << 20, memory_mb << 20],
             "RLIMIT_CPU": [cpu_s, cpu_s + 1],  # SIGXCPU at the soft limit, SIGKILL at the hard

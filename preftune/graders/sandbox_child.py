@@ -8,10 +8,12 @@ copy of stdout, and sends whatever the grader prints to stderr. Order matters:
    be reached whatever the code does), then ctypes is dropped again;
 2. resource limits, hard = soft so the code cannot raise them;
 3. an audit hook (PEP 578) that stops the process, answering which operation it refused, at the
-   first socket, process, native library, link, or file outside the temporary directory (the
-   standard library may be read). The hook holds its own references to every function it calls
-   and checks paths with its own resolver, so patching ``os.path`` or ``builtins`` from the
-   grader does not change what it allows; it is reachable from no frame the grader can walk;
+   first socket, process, native library, link, file outside the temporary directory (the
+   standard library may be read), or write past ``max_writes`` files opened for writing (with
+   the 1 MiB file-size limit, that bounds the disk a grader can fill). The hook holds its own
+   references to every function it calls and checks paths with its own resolver, so patching
+   ``os.path`` or ``builtins`` from the grader does not change what it allows; it is reachable
+   from no frame the grader can walk;
 4. the grader's code, called from a frame that holds nothing but its arguments.
 """
 
@@ -54,7 +56,8 @@ def set_limits(limits: dict[str, list[int]]) -> None:
             pass  # a limit this kernel does not have
 
 
-def install_guard(workdir: str, stdlib: tuple[str, ...], answer_fd: int) -> None:
+def install_guard(workdir: str, stdlib: tuple[str, ...], answer_fd: int,
+                  max_writes: int) -> None:
     """Install the audit hook. Everything it uses is bound here, once."""
     import posix
 
@@ -130,7 +133,12 @@ def install_guard(workdir: str, stdlib: tuple[str, ...], answer_fd: int) -> None
                 return True
         return False
 
+    opened_for_writing = [0]
+
     def written(path: object) -> None:
+        opened_for_writing[0] += 1
+        if opened_for_writing[0] > max_writes:
+            refuse("write", f"opened files for writing more than {max_writes} times")
         if not under(path, writable):
             refuse("write", "wrote " + text(path))
         if text(path).endswith(native_suffixes):
@@ -223,7 +231,7 @@ def main() -> None:
     isolated = isolate_network()
     set_limits(request["limits"])
     stdlib = tuple(os.path.realpath(p) for p in sys.path if p)
-    install_guard(os.path.realpath(os.getcwd()), stdlib, answer_fd)
+    install_guard(os.path.realpath(os.getcwd()), stdlib, answer_fd, request["max_writes"])
     source, sample, item = request["source"], request["sample"], request["item"]
     del request
     run(source, sample, item, answer_fd, isolated)

@@ -193,3 +193,11 @@ def test_the_child_has_no_network_where_the_kernel_allows_it():
     answer, code, _ = run_child("def grade(sample, item):\n    return 1.0\n", SAMPLE, ITEM,
                                 timeout_s=5, memory_mb=256, where="g")
     assert (answer, code) == ({"score": 1.0, "network_isolated": True}, 0)
+
+
+def test_the_number_of_files_written_is_bounded():
+    source = ("def grade(sample, item):\n"
+              "    for i in range(1000):\n"
+              "        open(f'f{i}.txt', 'w').close()\n"
+              "    return 1.0\n")
+    assert "opened files for writing more than 64 times" in refused(source)
