@@ -33,7 +33,18 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from preftune.errors import ConfigError, DataError, TrainingError
+from preftune.errors import ConfigError, DataError, GraderError, TrainingError
+from preftune.graders import (
+    Grader,
+    GraderSettings,
+    ModelEndpoint,
+    MultiGrader,
+    ScoreModelGrader,
+    TextSimilarityGrader,
+    check_item,
+    grade,
+    validate,
+)
 
 RewardFn = Callable[..., float]
 # Raises ValueError, naming the param, for a value of the right type that is still wrong.
@@ -264,6 +275,46 @@ def cosine_scaled(completion: str, answer: str | None, *, min_value_correct: flo
     return max_value_wrong + (min_value_wrong - max_value_wrong) * (1 + c) / 2
 
 
+def _nested(grader: Grader) -> list[Grader]:
+    """``grader`` and every grader inside it."""
+    if isinstance(grader, MultiGrader):
+        return [grader, *(g for sub in grader.graders.values() for g in _nested(sub))]
+    return [grader]
+
+
+def _check_grader(params: Mapping[str, Any]) -> None:
+    for inner in _nested(params["grader"]):
+        if isinstance(inner, TextSimilarityGrader) and inner.evaluation_metric == "cosine":
+            raise ValueError(f"grader '{inner.name}': evaluation_metric cosine needs an "
+                             "embedding model, which RL rewards do not have; use another "
+                             "metric (fuzzy_match, bleu, rouge_l, ...)")
+        if isinstance(inner, ScoreModelGrader) and params["score_model_base_url"] is None:
+            raise ValueError(f"grader '{inner.name}' is a score_model grader: set param "
+                             "'score_model_base_url' to an OpenAI-compatible endpoint (.../v1)")
+
+
+@register("grader", check=_check_grader)
+def grader_reward(completion: str, answer: str | None, *, grader: Grader,
+                  item: Mapping[str, Any], score_model_base_url: str | None = None) -> float:
+    """An OpenAI grader's score: ``grade(grader, {"output_text": completion}, item)``.
+
+    The grader (``params.grader``: any OpenAI grader object, docs/graders.md) reads the item's
+    fields as ``{{item.<field>}}`` and the completion as ``{{sample.output_text}}``; ``answer``
+    is not used. An item that lacks a field the grader reads is a DataError; a grader that
+    fails on one completion (a python error or timeout) scores it 0.0, as a training loop
+    wants for one bad sample. Python graders run with the default limits (10 s, 256 MiB).
+    """
+    row = dict(item)
+    missing = check_item(grader, row)
+    if missing:
+        raise DataError(f"grader '{grader.name}' reads {', '.join(missing)}, which the item "
+                        f"lacks (its fields: {', '.join(map(str, row)) or 'none'})",
+                        ["give every row the fields the grader's {{item.*}} templates name"])
+    endpoint = ModelEndpoint(score_model_base_url) if score_model_base_url else None
+    settings = GraderSettings(score_model_endpoint=endpoint)
+    return grade(grader, {"output_text": completion}, row, settings, on_error="zero").score
+
+
 # --- the configured set ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -469,6 +520,9 @@ def _type_hints(fn: RewardFn) -> dict[str, Any]:
         return {}
 
 
+_GRADER = typing.get_args(Grader)[0]  # the union of grader models, without its Annotated
+
+
 class _Mismatch(Exception):
     pass
 
@@ -477,6 +531,8 @@ def _coerce(value: Any, hint: Any, answer_field: str, where: str, name: str) -> 
     """``value`` as ``hint`` asks (int → float; specs → RewardSet), or ConfigError."""
     try:
         return _convert(value, hint, answer_field, where)
+    except GraderError as e:
+        raise ConfigError(f"{e.message} (reward {name!r})", e.hints, e.details) from None
     except _Mismatch:
         raise ConfigError(f"{where} (reward {name!r}) must be {_describe(hint)}, "
                           f"got {value!r} ({type(value).__name__})") from None
@@ -486,6 +542,8 @@ def _convert(value: Any, hint: Any, answer_field: str, where: str) -> Any:
     origin = typing.get_origin(hint)
     if hint is Any:
         return value
+    if hint == _GRADER:  # an OpenAI grader object, checked up front
+        return value if isinstance(value, typing.get_args(_GRADER)) else validate(value, where)
     if hint is RewardSet:
         if isinstance(value, RewardSet):
             return value

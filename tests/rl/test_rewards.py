@@ -28,7 +28,7 @@ from preftune.rl.rewards import (
 
 def test_registered_names():
     assert set(REWARDS) == {"length", "accuracy", "format", "repetition_penalty",
-                            "cosine_scaled", "combined"}
+                            "cosine_scaled", "combined", "grader"}
 
 
 # --- length ---------------------------------------------------------------------------------
@@ -379,6 +379,82 @@ def test_custom_reward_returning_no_number_fails_naming_it(custom_module):
     rewards = build_rewards([f"{custom_module}:says_high"])
     with pytest.raises(TrainingError, match=f"reward '{custom_module}:says_high' returned 'high'"):
         rewards("x", {})
+
+
+# --- grader: OpenAI graders as rewards -------------------------------------------------------
+
+EXACT = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+         "reference": "{{item.answer}}", "operation": "eq"}
+
+
+def grader_reward(grader, weight=1.0, **params):
+    return build_rewards([{"type": "grader", "weight": weight,
+                           "params": {"grader": grader, **params}}])
+
+
+def test_grader_reward_scores_with_the_items_fields():
+    # eq on "42" and the item's "42" → 1.0, times the weight 0.5; "41" → 0.0.
+    rewards = grader_reward(EXACT, weight=0.5)
+    assert score_group(rewards, ["42", "41"], {"answer": "42"}) == [0.5, 0.0]
+    assert rewards.breakdown("42", {"answer": 42}) == {"grader": 1.0}  # a number, as "42"
+
+
+def test_grader_reward_with_a_multi_grader():
+    # fmt: "7" == "7" → 1; sim: rouge_l of "a b c d" against "a b x d": LCS 3 of 4 each side,
+    # F1 0.75; 0.5 * 1 + 0.5 * 0.75 = 0.875.
+    grader = {"type": "multi", "name": "both", "calculate_output": "0.5 * fmt + 0.5 * sim",
+              "graders": {"fmt": {**EXACT, "name": "fmt", "input": "{{sample.output_json.a}}"},
+                          "sim": {"type": "text_similarity", "name": "sim",
+                                  "input": "{{sample.output_json.w}}",
+                                  "reference": "{{item.words}}",
+                                  "evaluation_metric": "rouge_l"}}}
+    rewards = grader_reward(grader)
+    item = {"answer": "7", "words": "a b x d"}
+    assert rewards('{"a": "7", "w": "a b c d"}', item) == pytest.approx(0.875)
+
+
+def test_grader_reward_with_a_python_grader_and_one_that_fails():
+    # 1 - |len("hello") - len("abc")| / 10 = 0.8; a grader that raises scores 0.0
+    length = {"type": "python", "name": "len", "source": (
+        "def grade(sample, item):\n"
+        "    return 1 - abs(len(sample['output_text']) - len(item['answer'])) / 10\n")}
+    assert grader_reward(length)("hello", {"answer": "abc"}) == pytest.approx(0.8)
+    broken = {**length, "source": "def grade(sample, item):\n    return 1 / 0\n"}
+    assert grader_reward(broken)("hello", {"answer": "abc"}) == 0.0
+
+
+def test_an_item_without_the_graders_field_is_a_data_error():
+    with pytest.raises(DataError, match=r"grader 'exact' reads item.answer, which the item "
+                                        r"lacks \(its fields: solution\)"):
+        grader_reward(EXACT)("42", {"solution": "42"})
+
+
+@pytest.mark.parametrize(("grader", "match"), [
+    ({**EXACT, "operation": "equals"},
+     r"rewards\[0\].params.grader.operation: expected one of eq, ne, like, ilike, got "
+     r"'equals' \(reward 'grader'\)"),
+    ({"type": "multi", "name": "m", "calculate_output": "a + b", "graders": {"a": EXACT}},
+     r"rewards\[0\].params.grader.calculate_output: unknown name b"),
+    ({**EXACT, "type": "text_similarity", "evaluation_metric": "cosine", "operation": None},
+     r"rewards\[0\].params.grader.operation: unknown field"),
+    ({"type": "text_similarity", "name": "sim", "input": "x", "reference": "y",
+      "evaluation_metric": "cosine"},
+     r"rewards\[0\]: reward 'grader': grader 'sim': evaluation_metric cosine needs an "
+     r"embedding model"),
+    ({"type": "score_model", "name": "judge", "model": "m",
+      "input": [{"role": "user", "content": "{{sample.output_text}}"}]},
+     r"reward 'grader': grader 'judge' is a score_model grader: set param "
+     r"'score_model_base_url'"),
+    ("exact", r"rewards\[0\].params.grader: expected an object"),
+])
+def test_a_bad_grader_fails_at_build_time_naming_the_reward(grader, match):
+    with pytest.raises(ConfigError, match=match):
+        grader_reward(grader)
+
+
+def test_the_grader_reward_needs_its_grader():
+    with pytest.raises(ConfigError, match="reward 'grader' needs param 'grader'"):
+        build_rewards(["grader"])
 
 
 # --- register -------------------------------------------------------------------------------
