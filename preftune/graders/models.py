@@ -215,6 +215,10 @@ def _check(grader: Grader, where: str, problems: list[str]) -> None:
         guard(_check_range, grader.range, f"{where}.range")
     elif isinstance(grader, MultiGrader):
         for key, sub in grader.graders.items():
+            if not key.isidentifier() or key in formula.FUNCTIONS:
+                problems.append(f"{where}.graders.{key}: a name the formula can use: letters, "
+                                "digits and _, not starting with a digit, and not one of "
+                                f"{', '.join(formula.FUNCTIONS)}")
             _check(sub, f"{where}.graders.{key}", problems)
         guard(formula.parse, grader.calculate_output, grader.graders,
               f"{where}.calculate_output")

@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +103,8 @@ def run_child(source: str, sample: dict[str, Any], item: dict[str, Any], *, time
             [sys.executable, "-I", "-S", "-B", "-c", CHILD], cwd=workdir, env={},
             stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True, close_fds=True)
         try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise GraderError(f"{where}: timed out after {timeout_s:g} s") from None
+            if not _wait_unreaped(proc, timeout_s):
+                raise GraderError(f"{where}: timed out after {timeout_s:g} s")
         finally:
             _kill_group(proc)
         stdout.seek(0)
@@ -118,7 +118,20 @@ def run_child(source: str, sample: dict[str, Any], item: dict[str, Any], *, time
     return (answer if isinstance(answer, dict) else None), proc.returncode, tail
 
 
+def _wait_unreaped(proc: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether the child exits within ``timeout_s``; it is left unreaped (WNOWAIT), so its pid,
+    and with it the process group id, cannot be reused before ``_kill_group`` runs."""
+    deadline, pause = time.monotonic() + timeout_s, 0.001
+    while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+    return True
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill whatever is left in the child's process group, then reap the child."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -98,6 +98,10 @@ def message_of(data):
     ({**PYTHON, "source": "def grade(sample, item)\n    return 1"},
      "grader.source: line 1: expected ':'"),
     ({**MULTI, "graders": {}}, "grader.graders: "),
+    ({**MULTI, "graders": {"fmt-check": CHECK}, "calculate_output": "1"},
+     "grader.graders.fmt-check: a name the formula can use: letters, digits and _"),
+    ({**MULTI, "graders": {"max": CHECK}, "calculate_output": "1"},
+     "grader.graders.max: a name the formula can use"),
     ("string_check", "grader: expected an object, got 'string_check'"),
 ])
 def test_problems_name_their_field(data, message):
