@@ -14,7 +14,7 @@ import typer
 
 from preftune.service.auth import authenticate
 from preftune.service.db import ApiKey, Database
-from preftune.service.limits import Limits, Quota, Retention, ServiceConfig
+from preftune.service.limits import Graders, Limits, Quota, Retention, ServiceConfig
 from preftune.service.migrate import head
 
 
@@ -55,7 +55,7 @@ def test_every_service_setting_is_a_flag(command):
     click_command = typer.main.get_command(app).commands[command]  # type: ignore[attr-defined]
     flags = {opt for param in click_command.params for opt in param.opts}
     names = [*Limits.model_fields, *Quota.model_fields, *Retention.model_fields,
-             "metrics_token", "failed_auth_per_minute", "pass_env"]
+             *Graders.model_fields, "metrics_token", "failed_auth_per_minute", "pass_env"]
     for name in names:
         if name != "integrations":  # credentials: only in the file
             assert f"--{name.replace('_', '-')}" in flags, name
