@@ -100,9 +100,11 @@ def serving():
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, which the test command installs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Chromium driven by Playwright, for the pages' browser tests."""
+    """Headless Chromium driven by Playwright, for the pages' browser tests. Per module:
+    Playwright's sync API runs an event loop in the main thread while it is open, and tests
+    after the browser tests call asyncio.run."""
     import os
 
     from playwright.sync_api import sync_playwright

@@ -43,10 +43,10 @@ def register_local_file(db: Database, store: Store, tenant_id: str, path: Path) 
         raise UsageError(f"dataset not found: {path}",
                          ["write a sample with: preftune sample --output data.jsonl"])
     file_id = queue.new_id("file")
-    with path.open("rb") as f:
-        name, size = store.save(file_id, iter(lambda: f.read(1 << 20), b""), path.name,
-                                limit=1 << 40)
-    queue.add_file(db, file_id, tenant_id, display_name(path.name), "fine-tune", size, name)
+    with path.open("rb") as f, store.saving(file_id, iter(lambda: f.read(1 << 20), b""),
+                                            path.name, limit=1 << 40) as (name, size):
+        queue.add_file(db, file_id, tenant_id, display_name(path.name), "fine-tune", size,
+                       name)
     return file_id
 
 

@@ -631,6 +631,13 @@ def file_row(db: Database, tenant_id: str | None, file_id: str) -> File:
         return row
 
 
+def file_stored(db: Database, storage_name: str) -> bool:
+    """Whether a file row names ``storage_name`` (its upload was committed)."""
+    with db.session() as session:
+        return session.scalar(select(File.id).where(File.storage_name == storage_name)
+                              ) is not None
+
+
 def add_file(db: Database, file_id: str, tenant_id: str, filename: str, purpose: str,
              size: int, storage_name: str, *, max_files: int | None = None,
              max_bytes: int | None = None) -> File:

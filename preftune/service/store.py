@@ -27,7 +27,8 @@ import shutil
 import socket
 import tarfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -37,6 +38,8 @@ from preftune.fsutil import fsync_dir
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".parquet", ".csv", ".tsv")
 _ID = re.compile(r"(file|ftjob)-[0-9a-f]{24}")
+_STORED = re.compile(r"file-[0-9a-f]{24}(\.[a-z]+)?")  # an upload's storage name
+PENDING = ".pending-"  # an upload complete on disk, waiting for its row (``Store.saving``)
 _JOB_ID = re.compile(r"ftjob-[0-9a-f]{24}")
 _ARCHIVE_OF = re.compile(r"(ftjob-[0-9a-f]{24})-")
 # A download's name: <job id>-final or <job id>-<checkpoint name>.
@@ -85,17 +88,25 @@ class Store:
     def run_dir(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "run"
 
-    def save(self, file_id: str, chunks: Iterable[bytes], client_name: str | None,
-             limit: int) -> tuple[str, int]:
-        """Stream ``chunks`` to a new file; return its storage name and size.
+    @contextmanager
+    def saving(self, file_id: str, chunks: Iterable[bytes], client_name: str | None,
+               limit: int) -> Iterator[tuple[str, int]]:
+        """Stream ``chunks`` into the store; yield the storage name and size, for the caller
+        to record the file's row in the block. The bytes are in place once the block ends.
 
-        The bytes go to a hidden temporary file first, and are renamed into place only when
-        complete and within ``limit``; anything else leaves nothing behind.
+        No row without bytes, no bytes without a row, whatever process dies when: the bytes go
+        to a hidden temporary, then (complete, within ``limit``, synced) to a hidden pending
+        name, and only after the block (the row committed) to their storage name. A block
+        that fails removes them. A process killed in between leaves the pending file:
+        ``clean_temporaries`` moves it into place if its row was committed, and removes it
+        otherwise.
         """
         if not _ID.fullmatch(file_id):
             raise UsageError(f"bad file id {file_id!r}")
         self.files_dir.mkdir(parents=True, exist_ok=True)
-        partial = self.files_dir / f".upload-{_writer()}"
+        writer = _writer()
+        partial = self.files_dir / f".upload-{writer}"
+        pending: Path | None = None
         size = 0
         head = b""
         try:
@@ -114,11 +125,17 @@ class Store:
             if size == 0:
                 raise DataError("the file is empty", ["upload a JSONL, JSON or parquet file"])
             name = file_id + storage_suffix(client_name, head)
-            os.replace(partial, self.files_dir / name)
+            pending = self.files_dir / f"{PENDING}{name}-{writer}"
+            os.replace(partial, pending)
             fsync_dir(self.files_dir)
-            return name, size
+            yield name, size
+            os.replace(pending, self.files_dir / name)
+            fsync_dir(self.files_dir)
+            pending = None
         finally:
             partial.unlink(missing_ok=True)
+            if pending is not None:
+                pending.unlink(missing_ok=True)
 
     def archive(self, source: Path, name: str) -> Path:
         """``source`` (a model directory) as ``downloads/<name>.tar.gz``, entries under
@@ -213,11 +230,14 @@ class Store:
                          if (m := _ARCHIVE_OF.match(p.name)))
         return found
 
-    def clean_temporaries(self, max_age_s: float = TEMPORARY_MAX_AGE_S) -> list[Path]:
-        """Remove what killed processes left: partial uploads and archives of this host whose
-        process is gone, any older than ``max_age_s`` (another host's, a reused pid), what a
-        deletion had set aside, and the archives of jobs whose directory is gone. Returns the
-        paths removed (archives not counted).
+    def clean_temporaries(self, max_age_s: float = TEMPORARY_MAX_AGE_S,
+                          recorded: Callable[[str], bool] | None = None) -> list[Path]:
+        """Finish or undo what killed processes left: partial uploads and archives of this
+        host whose process is gone, any older than ``max_age_s`` (another host's, a reused
+        pid), what a deletion had set aside, and the archives of jobs whose directory is gone.
+        A pending upload (``saving``) whose storage name ``recorded`` knows (its row was
+        committed) is moved into place; any other is removed. Returns the paths removed
+        (archives not counted).
 
         Safe while other processes of the service run: a live process's temporaries are
         younger than a day and name a pid that is alive.
@@ -229,9 +249,16 @@ class Store:
                 old = path.lstat().st_mtime < cutoff
             except FileNotFoundError:
                 continue
-            if old or _left_by_dead_process(path.name.removesuffix(".tmp")):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+            if not (old or _left_by_dead_process(path.name.removesuffix(".tmp"))):
+                continue
+            if path.name.startswith(PENDING):
+                name = _pending_name(path.name)
+                if name is not None and recorded is not None and recorded(name):
+                    os.replace(path, self.files_dir / name)
+                    fsync_dir(self.files_dir)
+                    continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
         for directory in (self.jobs_dir, self.files_dir):
             if directory.is_dir():
                 for aside in directory.glob(".deleted-*"):
@@ -246,6 +273,7 @@ class Store:
     def _temporaries(self) -> Iterator[Path]:
         if self.files_dir.is_dir():
             yield from self.files_dir.glob(".upload-*")
+            yield from self.files_dir.glob(f"{PENDING}*")
         if self.downloads_dir.is_dir():
             yield from (p for p in self.downloads_dir.iterdir() if p.name.startswith("."))
 
@@ -281,6 +309,13 @@ class _ArchiveLock:
     def __exit__(self, *exc: object) -> None:
         if self.file is not None:
             self.file.close()  # releases the lock
+
+
+def _pending_name(pending: str) -> str | None:
+    """The storage name in a pending upload's name, ``.pending-<name>-<host>-<pid>-<rand>``
+    (``_host`` has no dash)."""
+    head = "-".join(pending.removeprefix(PENDING).split("-")[:-3])
+    return head if _STORED.fullmatch(head) else None
 
 
 def _writer() -> str:

@@ -88,7 +88,7 @@ class Validator:
         self.config = config or ServiceConfig()
 
     def run(self, stop: threading.Event) -> None:
-        _clean(self.store)
+        _clean(self.db, self.store)
         reap = Reaper(self.db, self.lease_s / 2)  # also while a long validation runs
         while not stop.is_set():
             queue.reap_expired(self.db)
@@ -97,8 +97,9 @@ class Validator:
                 stop.wait(self.poll_s)
 
 
-def _clean(store: Store) -> None:
-    for path in store.clean_temporaries():
+def _clean(db: Database, store: Store) -> None:
+    """Finish or undo what processes of the service killed meanwhile left in the store."""
+    for path in store.clean_temporaries(recorded=lambda name: queue.file_stored(db, name)):
         log.info("removed %s, left by a process that is gone", path)
 
 
@@ -147,7 +148,7 @@ class Worker:
     def run(self, stop: threading.Event, max_jobs: int | None = None) -> None:
         """Work until ``stop`` is set (or ``max_jobs`` jobs were run)."""
         queue.register_worker(self.db, self.worker_id, socket.gethostname(), os.getpid())
-        _clean(self.store)
+        _clean(self.db, self.store)
         done = 0
         try:
             while not stop.is_set() and (max_jobs is None or done < max_jobs):
@@ -430,11 +431,11 @@ class Worker:
         if not metrics.exists():
             return None
         file_id = queue.new_id("file")
-        with metrics.open("rb") as f:
-            name, size = self.store.save(file_id, iter(lambda: f.read(1 << 20), b""),
-                                         "metrics.jsonl", limit=1 << 40)
-        queue.add_file(self.db, file_id, tenant_id, "metrics.jsonl", "fine-tune-results", size,
-                       name)
+        with metrics.open("rb") as f, self.store.saving(
+                file_id, iter(lambda: f.read(1 << 20), b""), "metrics.jsonl",
+                limit=1 << 40) as (name, size):
+            queue.add_file(self.db, file_id, tenant_id, "metrics.jsonl", "fine-tune-results",
+                           size, name)
         return file_id
 
     def _say(self, line: str) -> None:

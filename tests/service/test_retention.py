@@ -18,9 +18,9 @@ DAY = 86400
 
 def _upload(db, store, tenant_id, purpose="fine-tune"):
     file_id = queue.new_id("file")
-    name, size = store.save(file_id, [b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'],
-                            "d.jsonl", limit=1000)
-    queue.add_file(db, file_id, tenant_id, "d.jsonl", purpose, size, name)
+    with store.saving(file_id, [b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'],
+                      "d.jsonl", limit=1000) as (name, size):
+        queue.add_file(db, file_id, tenant_id, "d.jsonl", purpose, size, name)
     return file_id
 
 

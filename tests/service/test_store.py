@@ -150,11 +150,39 @@ def test_an_upload_in_progress_is_named_by_its_host_and_process(store):
         seen.extend(p.name for p in store.files_dir.iterdir())
         yield b'"chosen": "a", "rejected": "b"}\n'
 
-    name, size = store.save("file-" + "c" * 24, chunks(), "d.jsonl", limit=1000)
+    with store.saving("file-" + "c" * 24, chunks(), "d.jsonl", limit=1000) as (name, size):
+        # Complete on disk, waiting for its row: under a hidden pending name.
+        (pending,) = [p.name for p in store.files_dir.iterdir()]
+        assert pending.startswith(f".pending-{name}-{store_module._host()}-{os.getpid()}-")
     assert (store.files_dir / name).read_bytes().startswith(b'{"prompt"') and size > 0
     (partial,) = seen
     assert partial.startswith(f".upload-{store_module._host()}-{os.getpid()}-")
     assert sorted(p.name for p in store.files_dir.iterdir()) == [name]
+
+
+def test_an_upload_whose_row_fails_leaves_nothing(store):
+    with pytest.raises(RuntimeError), store.saving("file-" + "d" * 24, [b"{}\n"], "d.jsonl",
+                                                   limit=1000):
+        raise RuntimeError("the database refused the row")
+    assert list(store.files_dir.iterdir()) == []
+
+
+def test_a_pending_upload_of_a_dead_process_is_finished_or_undone_by_its_row(store):
+    """A process killed between committing a file's row and moving its bytes into place
+    leaves a pending file: moved into place when the row exists, removed when it does not."""
+    host = store_module._host()
+    dead = _dead_pid()
+    store.files_dir.mkdir(parents=True, exist_ok=True)
+    committed, lost = "file-" + "e" * 24 + ".jsonl", "file-" + "f" * 24 + ".json"
+    for name in (committed, lost):
+        (store.files_dir / f".pending-{name}-{host}-{dead}-ab12").write_bytes(b"{}\n")
+    live = store.files_dir / f".pending-file-{'a' * 24}.jsonl-{host}-{os.getpid()}-ab12"
+    live.write_bytes(b"{}\n")
+    removed = store.clean_temporaries(recorded=lambda name: name == committed)
+    assert (store.files_dir / committed).read_bytes() == b"{}\n"
+    assert [p.name for p in removed] == [f".pending-{lost}-{host}-{dead}-ab12"]
+    assert live.exists()  # its process is alive: still between its row and its rename
+    assert sorted(p.name for p in store.files_dir.iterdir()) == sorted([committed, live.name])
 
 
 def test_deleting_a_job_removes_its_directory_and_archives_only(store):

@@ -96,29 +96,24 @@ def _store_upload(service: Service, principal: Principal, upload: UploadFile,
     """
     file_id = queue.new_id("file")
     chunks = iter(lambda: upload.file.read(CHUNK), b"")
+    quota = service.config.quota_for(principal.tenant_name)
     try:
-        storage_name, size = service.store.save(file_id, chunks, upload.filename,
-                                                min(service.max_upload_bytes, room))
+        with service.store.saving(file_id, chunks, upload.filename,
+                                  min(service.max_upload_bytes, room)) as (storage_name, size):
+            return queue.add_file(service.db, file_id, principal.tenant_id,
+                                  display_name(upload.filename), PURPOSE, size, storage_name,
+                                  max_files=quota.max_files,
+                                  max_bytes=quota.max_stored_mb * 2**20)
     except TooLarge:
         if room >= service.max_upload_bytes:
             raise
-        quota = service.config.quota_for(principal.tenant_name)
         raise _over_storage(quota.max_stored_mb, room) from None
-    quota = service.config.quota_for(principal.tenant_name)
-    try:
-        return queue.add_file(service.db, file_id, principal.tenant_id,
-                              display_name(upload.filename), PURPOSE, size, storage_name,
-                              max_files=quota.max_files, max_bytes=quota.max_stored_mb * 2**20)
     except queue.StoreFull as full:  # another upload of the tenant's took the room meanwhile
-        service.store.delete(storage_name)
         if full.quota == "max_files":
             raise quota_exceeded(f"your organization stores {full.used} files; its quota is "
                                  f"max_files={quota.max_files}", "max_files", _DELETE_HINT,
                                  "file") from None
         raise _over_storage(quota.max_stored_mb, max(0, full.cap - full.used)) from None
-    except BaseException:
-        service.store.delete(storage_name)
-        raise
 
 
 _DELETE_HINT = "delete files you no longer need: DELETE /v1/files/{id} (preftune files delete)"
