@@ -271,7 +271,10 @@ def read_table(source: Source) -> pa.Table:
         import pyarrow.parquet as pq
 
         assert source.path is not None
-        table = pq.read_table(source.path, memory_map=True)
+        # One file's reader, not read_table's dataset scanner: under a memory limit (the
+        # service's validation child) a failed allocation in the scanner can leave it
+        # waiting forever, where this reader raises MemoryError.
+        table = pq.ParquetFile(source.path, memory_map=True).read()
     elif source.kind == "csv":
         table = _read_csv(source)
     elif source.kind in ("arrow_dir", "hub"):
