@@ -69,7 +69,10 @@ def run_python_grader(name: str, source: str, sample: dict[str, Any], item: dict
 
 
 def _cpu_seconds(timeout_s: float) -> int:
-    return max(1, math.ceil(timeout_s))
+    """The CPU-time backstop: a second past the wall-clock timeout, so that a single busy thread
+    is always stopped by the timeout (one message), and the limit only catches what the timeout
+    cannot see, such as a parent that stopped watching or CPU spent on several threads."""
+    return math.ceil(timeout_s) + 1
 
 
 def run_child(source: str, sample: dict[str, Any], item: dict[str, Any], *, timeout_s: float,
