@@ -9,7 +9,7 @@ import typer
 
 from preftune.cli.common import out
 from preftune.cli.options import config_flags
-from preftune.rl.train import GRPOConfig
+from preftune.rlconfig import GRPOConfig
 
 # People bring Atropos' spellings (--group_size, --model_name): underscores in option names
 # read as dashes.
@@ -77,12 +77,21 @@ def train_cmd(
     (on several GPUs: accelerate launch --num_processes N -m preftune rl train ...); every
     option is a flag, a key=value or a line of --config."""
     from preftune.cli.common import warn_lone_accelerate_process
-    from preftune.rl.train import grpo_config, train_grpo
+    from preftune.rl.train import train_grpo
+    from preftune.rlconfig import grpo_config
 
     warn_lone_accelerate_process()
 
     if resume is not None:
-        run = train_grpo(None, resume=resume, on_step=_print_step)
+        from preftune.errors import UsageError
+        from preftune.rl.train import RESUME_OPTIONS
+
+        fixed = sorted(set(flags or {}) - set(RESUME_OPTIONS))
+        if fixed or overrides or config is not None:
+            raise UsageError("a resumed run keeps its options: only where its processes are "
+                             f"may change ({', '.join(RESUME_OPTIONS)})",
+                             [f"leave out {', '.join(fixed) or '--config and key=value'}"])
+        run = train_grpo(None, resume=resume, on_step=_print_step, where=flags or {})
     else:
         run = train_grpo(grpo_config(config, flags or {}, overrides), on_step=_print_step)
     out.print(f"run directory: {run.path}")
@@ -187,16 +196,21 @@ def launch_cmd(
     trainer_processes: Annotated[int | None, typer.Option(
         min=1, help="Train on N processes (accelerate launch: one a GPU; gloo on CPUs). "
         "Default: launch.trainer_processes of the config, else 1.")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue the run in --output-dir from its last checkpoint (the "
+        "trainer resumes; the inference server starts from its last published weights).")]
+    = False,
 ) -> None:
     """Start the trajectory API, the inference server, the environment and the GRPO trainer
-    together; stop them all when training ends (or on Ctrl-C)."""
+    together; stop them all when training ends (or on Ctrl-C or SIGTERM: the trainer first,
+    which checkpoints after its current step)."""
     import sys
     from datetime import UTC, datetime
 
-    from preftune.errors import ConfigError
+    from preftune.errors import ConfigError, UsageError
     from preftune.rl.envconfig import config_path, load_env_config, read_config
     from preftune.rl.launch import Child, launch
-    from preftune.rl.train import build_config
+    from preftune.rlconfig import build_config
 
     path = config_path(config)
     data = read_config(path)
@@ -213,6 +227,10 @@ def launch_cmd(
     inference = _port(inference_port if inference_port is not None
                       else opts.get("inference_port", 9001))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d_%H%M%S")
+    if resume and (output_dir is None or not (output_dir / "config.json").exists()):
+        raise UsageError("--resume continues the run in --output-dir, and "
+                         f"{output_dir or 'no --output-dir'} holds none",
+                         ["pass the run directory a previous rl launch wrote"])
     run = output_dir or Path("experiments") / f"rl_{path.stem}_{stamp}"
     api_url, base_url = f"http://127.0.0.1:{api}", f"http://127.0.0.1:{inference}"
     if server == "vllm":
@@ -240,8 +258,11 @@ def launch_cmd(
     children = [
         Child("api", [*me, "rl", "api", "--port", str(api)], ready_url=f"{api_url}/status"),
         inference_child,
-        Child("trainer", [*_trainer_launcher(processes, me), "rl", "train", *flags,
-                          "--api-url", api_url, "--output-dir", str(run)]),
+        Child("trainer", [*_trainer_launcher(processes, me), "rl", "train",
+                          *(["--resume", str(run)] if resume else [*flags, "--output-dir",
+                                                                   str(run)]),
+                          "--api-url", api_url,
+                          *(["--vllm-url", base_url] if resume and server == "vllm" else [])]),
         Child("env", [*me, "rl", "env", "serve", "--config", str(path), *env_flags]),
     ]
     out.print(f"launching {path.name}: API {api_url}, inference {base_url}, run {run}"

@@ -2,9 +2,12 @@
 
 The launcher starts each process as a child in its own process group, prefixes every line
 it prints with the process's name, and waits until the *main* process (the trainer) ends.
-Then, or on Ctrl-C, or when any other process dies, it stops them all: SIGTERM to each group,
-SIGKILL after a grace period. A process with a ``ready_url`` must answer it before the next
-one starts (the trajectory API before the environment, the inference server before both).
+Then, or on Ctrl-C or SIGTERM, or when any other process dies, it stops them all: SIGTERM to
+the main process first, which checkpoints after its current step (the others go on serving it
+meanwhile), then to the rest; SIGKILL to what is left after a grace period. A process with a
+``ready_url`` must answer it before the next one starts (the trajectory API before the
+environment, the inference server before both). On Linux each child is killed when the
+launcher dies, so a SIGKILLed launcher leaves nothing running.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import os
 import queue as queues
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -45,6 +50,7 @@ def launch(children: Sequence[Child], main: str, echo: Callable[[str], None],
     lines: queues.Queue[tuple[str, str | None]] = queues.Queue()
     running: list[Running] = []
     width = max(len(c.name) for c in children)
+    previous = _on_sigterm()
     try:
         for child in children:
             running.append(_start(child, lines))
@@ -54,16 +60,45 @@ def launch(children: Sequence[Child], main: str, echo: Callable[[str], None],
     except KeyboardInterrupt:
         echo("interrupted: stopping every process")
         return 130
+    except _Terminated:
+        echo(f"SIGTERM: stopping {main} first, then every other process")
+        return 128 + signal.SIGTERM
     finally:
-        _stop_all(running, grace_s)
+        _stop_all(running, main, grace_s, lambda: _drain(lines, echo, width))
         _drain(lines, echo, width)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(Exception):
+    """SIGTERM reached the launcher."""
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into ``_Terminated`` (main thread only); the previous handler, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the stop is under way
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the launcher dies (Linux's PR_SET_PDEATHSIG)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
 
 
 def _start(child: Child, lines: queues.Queue[tuple[str, str | None]]) -> Running:
     process = subprocess.Popen(child.command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                stdin=subprocess.DEVNULL, text=True, bufsize=1,
                                start_new_session=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", **child.env})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", **child.env},
+                               preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
     def read() -> None:
         assert process.stdout is not None
@@ -118,17 +153,25 @@ def _follow(running: list[Running], main: str, lines: queues.Queue[tuple[str, st
             return 1
 
 
-def _stop_all(running: list[Running], grace_s: float) -> None:
-    for r in running:
-        if r.process.poll() is None:
-            _signal(r.process.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    for r in running:
-        try:
-            r.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            _signal(r.process.pid, signal.SIGKILL)
-            r.process.wait()
+def _stop_all(running: list[Running], main: str, grace_s: float,
+              drain: Callable[[], None]) -> None:
+    """Stop ``main`` first (the others serve it until it is gone), then the rest; each
+    group is SIGKILLed when it outlives its grace (``grace_s`` for ``main``, at most 5 s for
+    the rest, which have no state to save)."""
+    first = [r for r in running if r.child.name == main]
+    rest = [r for r in running if r.child.name != main]
+    for group, grace in ((first, grace_s), (rest, min(grace_s, 5.0))):
+        deadline = time.monotonic() + grace
+        for r in group:
+            if r.process.poll() is None:
+                _signal(r.process.pid, signal.SIGTERM)
+        for r in group:
+            while r.process.poll() is None and time.monotonic() < deadline:
+                drain()
+                time.sleep(0.05)
+            if r.process.poll() is None:
+                _signal(r.process.pid, signal.SIGKILL)
+                r.process.wait()
 
 
 def _signal(pid: int, sig: int) -> None:

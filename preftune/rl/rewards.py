@@ -26,6 +26,7 @@ import importlib
 import inspect
 import math
 import numbers
+import os
 import re
 import types
 import typing
@@ -295,14 +296,18 @@ def _check_grader(params: Mapping[str, Any]) -> None:
 
 @register("grader", check=_check_grader)
 def grader_reward(completion: str, answer: str | None, *, grader: Grader,
-                  item: Mapping[str, Any], score_model_base_url: str | None = None) -> float:
+                  item: Mapping[str, Any], score_model_base_url: str | None = None,
+                  allow_python: bool = True, python_timeout_s: float = 10.0,
+                  python_memory_mb: int = 256) -> float:
     """An OpenAI grader's score: ``grade(grader, {"output_text": completion}, item)``.
 
     The grader (``params.grader``: any OpenAI grader object, docs/graders.md) reads the item's
     fields as ``{{item.<field>}}`` and the completion as ``{{sample.output_text}}``; ``answer``
     is not used. An item that lacks a field the grader reads is a DataError; a grader that
     fails on one completion (a python error or timeout) scores it 0.0, as a training loop
-    wants for one bad sample. Python graders run with the default limits (10 s, 256 MiB).
+    wants for one bad sample. Python graders run under ``python_timeout_s`` and
+    ``python_memory_mb`` (a service job passes the operator's ``graders`` settings); the
+    score model's bearer key, if any, is read from PREFTUNE_SCORE_MODEL_API_KEY.
     """
     row = dict(item)
     missing = check_item(grader, row)
@@ -310,8 +315,11 @@ def grader_reward(completion: str, answer: str | None, *, grader: Grader,
         raise DataError(f"grader '{grader.name}' reads {', '.join(missing)}, which the item "
                         f"lacks (its fields: {', '.join(map(str, row)) or 'none'})",
                         ["give every row the fields the grader's {{item.*}} templates name"])
-    endpoint = ModelEndpoint(score_model_base_url) if score_model_base_url else None
-    settings = GraderSettings(score_model_endpoint=endpoint)
+    endpoint = (ModelEndpoint(score_model_base_url,
+                              os.environ.get("PREFTUNE_SCORE_MODEL_API_KEY") or None)
+                if score_model_base_url else None)
+    settings = GraderSettings(allow_python=allow_python, python_timeout_s=python_timeout_s,
+                              python_memory_mb=python_memory_mb, score_model_endpoint=endpoint)
     return grade(grader, {"output_text": completion}, row, settings, on_error="zero").score
 
 

@@ -199,7 +199,7 @@ def test_every_grpo_option_is_an_rl_train_flag():
     """`rl launch` passes its `trainer:` section as flags, so each option needs one."""
     import os
 
-    from preftune.rl.train import GRPOConfig
+    from preftune.rlconfig import GRPOConfig
 
     help_text = subprocess.run([sys.executable, "-m", "preftune", "rl", "train", "--help"],
                                capture_output=True, text=True, check=True,
@@ -231,3 +231,11 @@ def test_the_tiny_launch_trains_on_two_processes(cli, tmp_path):
     assert (run / "final").exists()
     record = json.loads((run / "config.json").read_text())
     assert record["kind"] == "grpo"
+
+
+def test_a_resumed_run_keeps_its_options_but_not_where_its_processes_were(cli, tmp_path):
+    result = cli("rl", "train", "--resume", tmp_path, "--learning-rate", "0.1")
+    assert result.code == 2
+    assert "a resumed run keeps its options" in result.err and "learning_rate" in result.err
+    result = cli("rl", "launch", "--config", "tiny", "--resume", "--output-dir", tmp_path)
+    assert result.code == 2 and "holds none" in result.err

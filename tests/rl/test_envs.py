@@ -395,3 +395,81 @@ def test_a_bad_conversation_is_a_data_error_naming_row_and_key(tokenizer, tmp_pa
         make_env(tokenizer, path, "http://127.0.0.1:9", use_chat=True, messages_field="messages")
     assert raised.value.message.endswith(problem) or problem in raised.value.message
     assert "row 1:" in raised.value.message
+
+
+def test_epochs_pass_over_the_rows_again_each_pass_shuffled_anew(tokenizer, data, serving):
+    with serving(completions_app()) as url:
+        env = make_env(tokenizer, data, url, epochs=3, seed=1)
+        prompts = [item.prompt for item in env._train_items()]
+        once = [item.prompt for item in make_env(tokenizer, data, url, seed=1)._train_items()]
+    passes = [prompts[0:6], prompts[6:12], prompts[12:18]]
+    assert len(prompts) == 18 and passes[0] == once  # the first pass as one pass would be
+    assert all(sorted(p) == sorted(once) for p in passes) and passes[1] != passes[0]
+
+
+def test_serve_evaluates_on_schedule_and_logs_each_result(tokenizer, data, serving, tmp_path):
+    """Evaluation at the trainer's first step and every 2 steps after, from eval_dataset_name
+    (two rows of two completions each); paced a batch ahead of a trainer that takes a batch
+    (one group) a moment after each arrives."""
+    held_out = tmp_path / "held_out.jsonl"
+    held_out.write_text("".join(json.dumps({"question": f"Held out {i}?"}) + "\n"
+                                for i in range(2)), encoding="utf-8")
+    log_path = tmp_path / "eval.jsonl"
+    with serving(create_app()) as api, serving(completions_app()) as url:
+        httpx.post(f"{api}/register", json={**TRAINER, "batch_size": 4, "num_steps": 5})
+        env = make_env(tokenizer, data, url, rollout_server_url=api, max_num_workers=1,
+                       eval_dataset_name=str(held_out), eval_split="train",
+                       eval_every_steps=2, eval_group_size=2, eval_log=str(log_path),
+                       max_batches_offpolicy=1)
+        taken = []
+
+        def trainer():
+            while len(taken) < 5:
+                batch = httpx.get(f"{api}/batch").json()["batch"]
+                if batch is not None:
+                    taken.append(batch)
+                time.sleep(0.05)
+
+        thread = threading.Thread(target=trainer)
+        thread.start()
+        summary = env.serve()
+        thread.join(timeout=30)
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert summary.sent == 5 and len(taken) == 5
+    steps = [r["step"] for r in rows]
+    assert steps[0] == 0 and steps == sorted(steps) and len(steps) >= 2
+    assert all(b - a >= 2 for a, b in zip(steps, steps[1:], strict=False))
+    # lengths 2 and 5 against target 8: 0.25 and 0.625
+    assert all(r["eval/items"] == 2 and r["eval/completions"] == 4 for r in rows)
+    assert rows[0]["eval/mean_reward"] == pytest.approx(0.4375)
+    assert rows[0]["eval/reward_std"] == pytest.approx(0.1875)
+    assert rows[0]["eval/reward/length"] == pytest.approx(0.4375)
+    with pytest.raises(ConfigError, match="eval_every_steps needs eval_split"):
+        make_env(tokenizer, data, url, eval_every_steps=2)
+
+
+def test_max_batches_offpolicy_keeps_the_environment_a_batch_ahead(tokenizer, data, serving):
+    with serving(create_app()) as api, serving(completions_app()) as url:
+        httpx.post(f"{api}/register", json={**TRAINER, "batch_size": 4, "num_steps": 4})
+        httpx.get(f"{api}/batch")  # the trainer has started
+        env = make_env(tokenizer, data, url, rollout_server_url=api, max_num_workers=1,
+                       max_batches_offpolicy=1)
+        result: dict[str, Any] = {}
+        thread = threading.Thread(target=lambda: result.update(summary=env.serve()))
+        thread.start()
+        time.sleep(1.0)
+        waiting = httpx.get(f"{api}/status").json()["queue_size"]
+        assert waiting == 1  # one group (one batch) waits; the environment waits with it
+        httpx.get(f"{api}/batch")
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{api}/status").json()["queue_size"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert httpx.get(f"{api}/status").json()["queue_size"] == 1
+        deadline = time.monotonic() + 10
+        while thread.is_alive():  # the trainer takes its batches; the environment then ends
+            assert time.monotonic() < deadline
+            httpx.get(f"{api}/batch")
+            time.sleep(0.05)
+    assert result["summary"].sent == 4 and result["summary"].stopped_by_trainer

@@ -96,3 +96,56 @@ def test_ctrl_c_stops_every_process_and_exits_130(tmp_path):
     assert launcher.returncode == 130
     assert "interrupted: stopping every process" in out
     assert all(_gone(p) for p in pids)
+
+
+def _launcher(tmp_path: Path, main_on_term: str) -> tuple[subprocess.Popen[str], Path, Path]:
+    """A launcher of ``server`` (a sleeper) and ``trainer``, whose SIGTERM handler runs
+    ``main_on_term`` (it may check the server still runs) then exits 0."""
+    server, trainer = tmp_path / "server.pid", tmp_path / "trainer.pid"
+    main_code = textwrap.dedent(f"""
+        import os, signal, sys, time
+        def stop(*_):
+            {main_on_term}
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        open({str(trainer)!r}, "w").write(str(os.getpid()))
+        while True:
+            time.sleep(0.05)
+    """)
+    script = textwrap.dedent(f"""
+        import sys
+        from preftune.rl.launch import Child, launch
+        children = [Child("server", {_sleeper(server)!r}),
+                    Child("trainer", [sys.executable, "-c", {main_code!r}])]
+        sys.exit(launch(children, main="trainer", echo=print, grace_s=5))
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                               text=True)
+    _wait_for(server)
+    _wait_for(trainer)
+    return process, server, trainer
+
+
+def test_sigterm_stops_the_main_process_first_while_the_others_still_serve(tmp_path):
+    """The trainer checkpoints on SIGTERM after its step, which needs the API and the
+    environment: they are stopped once it is gone."""
+    seen = tmp_path / "seen"
+    check = (f"pid = int(open({str(tmp_path / 'server.pid')!r}).read()); os.kill(pid, 0); "
+             f"open({str(seen)!r}, 'w').write('server alive')")
+    launcher, server, trainer = _launcher(tmp_path, check)
+    launcher.send_signal(signal.SIGTERM)
+    out, _ = launcher.communicate(timeout=60)
+    assert launcher.returncode == 128 + signal.SIGTERM
+    assert "SIGTERM: stopping trainer first" in out
+    assert seen.read_text() == "server alive"
+    assert _gone(server) and _gone(trainer)
+
+
+def test_a_killed_launcher_takes_its_processes_with_it(tmp_path):
+    launcher, server, trainer = _launcher(tmp_path, "pass")
+    launcher.kill()
+    launcher.wait()
+    deadline = time.monotonic() + 10
+    while not (_gone(server) and _gone(trainer)):
+        assert time.monotonic() < deadline, "a child outlived its SIGKILLed launcher"
+        time.sleep(0.05)

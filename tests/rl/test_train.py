@@ -155,7 +155,7 @@ def test_placement_follows_the_machine_and_the_options():
 def test_grpo_options_take_yaml_flags_key_value_and_aliases_like_training(tmp_path):
     from preftune.config import parse_overrides
     from preftune.errors import ConfigError
-    from preftune.rl.train import GRPO_SCHEMA, build_config, grpo_config
+    from preftune.rlconfig import GRPO_SCHEMA, build_config, grpo_config
 
     yaml_file = tmp_path / "grpo.yaml"
     yaml_file.write_text("model_name_or_path: tiny\nmax_steps: 7\nbeta: 0.04\nlr: 2e-6\n"
@@ -181,7 +181,7 @@ def test_every_grpo_option_is_a_flag_of_rl_train():
     import typer
 
     from preftune.cli.main import app
-    from preftune.rl.train import GRPOConfig
+    from preftune.rlconfig import GRPOConfig
 
     rl = typer.main.get_command(app).commands["rl"]  # type: ignore[attr-defined]
     flags = {opt for param in rl.commands["train"].params for opt in param.opts}

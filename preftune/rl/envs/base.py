@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -42,6 +43,7 @@ PROMPT_MASK = -100  # atroposlib: masks hold -100 where the trainer must not lea
 PROMPT_LOGPROB = 1.0  # atroposlib: inference_logprobs hold 1.0 at prompt positions
 WAIT_FOR_TRAINER = "wait for trainer to start"
 RETRY_WAIT_S = 0.5  # first wait before a sampling request is retried; doubles each time
+PACE_WAIT_S = 0.2  # between looks at the queue while max_batches_offpolicy batches wait
 _TRANSIENT = {404, 429, 500, 502, 503, 504}
 
 
@@ -69,6 +71,17 @@ class EnvConfig(BaseModel):
     poll_interval: float = Field(1.0, gt=0, description="seconds between /register-env tries")
     request_retries: int = Field(3, ge=0, description="retries of a sampling request that "
                                  "failed to connect or got 404, 429 or 5xx")
+    max_batches_offpolicy: int | None = Field(None, gt=0, description="while serving, wait "
+                                              "before sampling the next item while this many "
+                                              "batches wait for the trainer (none: no wait): "
+                                              "groups then come from recent weights")
+    eval_every_steps: int | None = Field(None, gt=0, description="while serving, evaluate the "
+                                         "eval items at the trainer's first step and every N "
+                                         "steps after, each result a row of eval_log")
+    eval_log: str | None = Field(None, description="the JSONL file eval_every_steps appends "
+                                 "to: step, eval/mean_reward, eval/reward_std, eval/<reward>")
+    eval_group_size: int | None = Field(None, gt=0, description="completions sampled per eval "
+                                        "item (default: group_size)")
 
 
 @dataclass(frozen=True)
@@ -132,7 +145,23 @@ class EvalReport:
     items: int = 0
     completions: int = 0
     mean_reward: float = 0.0
+    reward_std: float = 0.0
     reward_means: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _EvalSchedule:
+    """When ``serve`` evaluates: at the first step it sees, then every ``every`` steps."""
+
+    every: int | None
+    next_step: int | None = None
+
+    def due(self, step: int) -> bool:
+        return self.every is not None and (self.next_step is None or step >= self.next_step)
+
+    def done(self, step: int) -> None:
+        assert self.every is not None
+        self.next_step = (step // self.every + 1) * self.every
 
 
 @dataclass
@@ -239,12 +268,13 @@ class Environment(abc.ABC):
 
     # ---- sampling --------------------------------------------------------------------------
 
-    def sample(self, item: Item) -> list[Completion]:
-        """``group_size`` completions of one prompt, in one request with ``n``."""
+    def sample(self, item: Item, n: int | None = None) -> list[Completion]:
+        """``n`` (default ``group_size``) completions of one prompt, in one request."""
         cfg = self.config
+        n = n or cfg.group_size
         # return_token_ids: vLLM then sends the sampled ids, as preftune's server always does,
         # so nothing is tokenized again (text does not always round-trip to the same ids).
-        body: dict[str, Any] = {"model": cfg.model_name, "n": cfg.group_size,
+        body: dict[str, Any] = {"model": cfg.model_name, "n": n,
                                 "max_tokens": cfg.max_tokens, "temperature": cfg.temperature,
                                 "return_token_ids": True}
         if cfg.use_chat:
@@ -263,8 +293,8 @@ class Environment(abc.ABC):
                                 f"{response.status_code}: {response.text[:500]}",
                                 ["check model_name and the sampling settings"])
         choices = response.json().get("choices") or []
-        if len(choices) != cfg.group_size:
-            raise TrainingError(f"asked {url} for n={cfg.group_size} completions, got "
+        if len(choices) != n:
+            raise TrainingError(f"asked {url} for n={n} completions, got "
                                 f"{len(choices)}", ["use a server that supports n > 1"])
         return [_completion(choice, cfg.use_chat) for choice in choices]
 
@@ -297,6 +327,10 @@ class Environment(abc.ABC):
         env_id = registration["env_id"]
         batch_size = int(self._api("GET", f"{api}/info")["batch_size"])
         summary = ServeSummary()
+        evals = _EvalSchedule(self.config.eval_every_steps)
+        if evals.every is not None:
+            status = self._api("GET", f"{api}/status-env", {"env_id": env_id})
+            self._evaluate_at(int(status["current_step"]), evals)
 
         def send(group: ScoredGroup | None) -> bool:
             if group is None:
@@ -305,14 +339,31 @@ class Environment(abc.ABC):
             self._api("POST", f"{api}/scored_data", group.payload(env_id))
             summary.sent += 1
             status = self._api("GET", f"{api}/status-env", {"env_id": env_id})
+            self._evaluate_at(int(status["current_step"]), evals)
             if _trainer_done(status, registration["num_steps"], self.config.group_size,
                              batch_size):
                 summary.stopped_by_trainer = True
                 return False
             return True
 
+        def paced() -> Iterator[Item]:
+            """The items, each once fewer than ``max_batches_offpolicy`` batches wait."""
+            limit = self.config.max_batches_offpolicy
+            for item in self._train_items():
+                while limit is not None:
+                    status = self._api("GET", f"{api}/status-env", {"env_id": env_id})
+                    self._evaluate_at(int(status["current_step"]), evals)
+                    if _trainer_done(status, registration["num_steps"],
+                                     self.config.group_size, batch_size):
+                        summary.stopped_by_trainer = True
+                        return
+                    if status["queue_size"] * self.config.group_size // batch_size < limit:
+                        break
+                    time.sleep(PACE_WAIT_S)
+                yield item
+
         try:
-            self._run(self._train_items(), send)
+            self._run(paced(), send)
         finally:
             self._api("POST", f"{api}/disconnect-env", {"env_id": env_id})
         log.info("sent %d groups, dropped %d", summary.sent, summary.dropped)
@@ -340,24 +391,48 @@ class Environment(abc.ABC):
         totals = dict.fromkeys(self.rewards.labels, 0.0)
         total = 0.0
 
+        squares = 0.0
+
         def tally(item_rewards: list[dict[str, float]]) -> bool:
-            nonlocal total
+            nonlocal total, squares
             report.items += 1
             for breakdown in item_rewards:
                 report.completions += 1
-                total += self.rewards.weighted_sum(breakdown)
+                value = self.rewards.weighted_sum(breakdown)
+                total += value
+                squares += value * value
                 for label, value in breakdown.items():
                     totals[label] += value
             return True
 
         def score_item(item: Item) -> list[dict[str, float]]:
-            return [self.rewards.breakdown(c.text, item.row) for c in self.sample(item)]
+            return [self.rewards.breakdown(c.text, item.row)
+                    for c in self.sample(item, self.config.eval_group_size)]
 
         self._run(self.eval_items(), tally, score_item)
         if report.completions:
             report.mean_reward = total / report.completions
             report.reward_means = {k: v / report.completions for k, v in totals.items()}
+            report.reward_std = math.sqrt(max(squares / report.completions
+                                              - report.mean_reward ** 2, 0.0))
         return report
+
+    def _evaluate_at(self, step: int, evals: _EvalSchedule) -> None:
+        """Evaluate once the trainer reached the next scheduled step; append the row to
+        ``eval_log`` (the step is the trainer's when evaluation started)."""
+        if not evals.due(step):
+            return
+        report = self.evaluate()
+        row = {"step": step, "eval/mean_reward": report.mean_reward,
+               "eval/reward_std": report.reward_std, "eval/items": report.items,
+               "eval/completions": report.completions,
+               **{f"eval/reward/{k}": v for k, v in report.reward_means.items()}}
+        log.info("step %d: eval mean reward %.4f over %d items", step, report.mean_reward,
+                 report.items)
+        if self.config.eval_log:
+            with open(self.config.eval_log, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        evals.done(step)
 
     # ---- plumbing --------------------------------------------------------------------------
 

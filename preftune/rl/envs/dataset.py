@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from preftune.errors import ConfigError, DataError, MissingError
+from preftune.graders.items import chat_messages, messages_problem
 from preftune.rl.envs.base import EnvConfig, Environment, Item
 from preftune.rl.rewards import build_rewards
 
@@ -36,6 +37,10 @@ class DatasetEnvConfig(EnvConfig):
     dataset_config: str | None = None
     split: str = "train"
     eval_split: str | None = None
+    eval_dataset_name: str | None = Field(None, description="where eval_split is read from "
+                                          "(default: dataset_name), e.g. a held-out file")
+    epochs: int = Field(1, ge=1, description="passes over the training rows (each pass "
+                        "shuffled anew when seed is set)")
     prompt_field: str = "prompt"
     messages_field: str | None = Field(None, description="a field holding the chat prompt as "
                                        "[{role, content}] (OpenAI's RFT items: messages); "
@@ -75,11 +80,12 @@ class DatasetEnvironment(Environment):
         rewards = build_rewards(config.reward_functions, config.answer_field)
         super().__init__(config, rewards, tokenizer)
         self.dataset_config = config
+        if config.eval_every_steps is not None and config.eval_split is None:
+            raise ConfigError("eval_every_steps needs eval_split, and the config sets none",
+                              ["e.g. eval_split: test, or train[-50:] to hold out rows"])
         rows = load_rows(config.dataset_name, config.dataset_config, config.split, config.seed)
         self._check_prompts(rows, config.split)
-        if config.seed is not None:
-            random.Random(config.seed).shuffle(rows)
-        self._rows = iter(rows)
+        self._rows = _passes(rows, config.epochs, config.seed)
         self._lock = threading.Lock()
 
     def next_item(self) -> Item | None:
@@ -92,7 +98,8 @@ class DatasetEnvironment(Environment):
         if cfg.eval_split is None:
             raise ConfigError("evaluate needs eval_split, and the config sets none",
                               ["e.g. eval_split: test, or train[-50:] to hold out rows"])
-        rows = load_rows(cfg.dataset_name, cfg.dataset_config, cfg.eval_split, cfg.seed)
+        rows = load_rows(cfg.eval_dataset_name or cfg.dataset_name, cfg.dataset_config,
+                         cfg.eval_split, cfg.seed)
         self._check_prompts(rows, cfg.eval_split)
         return (self._item(row) for row in rows)
 
@@ -125,53 +132,15 @@ class DatasetEnvironment(Environment):
                                  "set prompt_field to the one that holds the prompt"])
 
 
-# ---- chat prompts ------------------------------------------------------------------------------
-
-ROLES = ("system", "developer", "user", "assistant")
-
-
-def messages_problem(row: Mapping[str, Any], field: str) -> str | None:
-    """What is wrong with ``row[field]`` as a chat prompt, naming the message and key; None
-    when it is a non-empty list of ``{role, content}`` with a user message in it. Content is
-    text, or OpenAI's list of ``{"type": "text", "text": ...}`` parts."""
-    if field not in row:
-        return f"field {field!r} is missing (the row has {', '.join(row) or 'no fields'})"
-    messages = row[field]
-    if not isinstance(messages, list) or not messages:
-        return f"field {field!r}: expected a non-empty list of messages, found {messages!r:.60}"
-    for j, message in enumerate(messages):
-        where = f"{field}[{j}]"
-        if not isinstance(message, Mapping):
-            return f"{where}: expected an object with role and content"
-        if message.get("role") not in ROLES:
-            return f"{where}.role: expected one of {', '.join(ROLES)}, found " \
-                   f"{message.get('role')!r}"
-        if _text(message.get("content")) is None:
-            return f"{where}.content: expected text (or a list of text parts), found " \
-                   f"{message.get('content')!r:.60}"
-    if not any(m["role"] == "user" for m in messages):
-        return f"field {field!r}: no message has role 'user'"
-    return None
-
-
-def chat_messages(messages: list[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """``{role, content}`` dicts with text content (text parts joined); checked beforehand
-    by ``messages_problem``. OpenAI's ``developer`` role is sent as ``system``."""
-    out = []
-    for m in messages:
-        role = "system" if m["role"] == "developer" else str(m["role"])
-        out.append({"role": role, "content": _text(m["content"]) or ""})
-    return out
-
-
-def _text(content: Any) -> str | None:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and content and all(
-            isinstance(p, Mapping) and p.get("type") in ("text", "input_text")
-            and isinstance(p.get("text"), str) for p in content):
-        return "".join(p["text"] for p in content)
-    return None
+def _passes(rows: list[dict[str, Any]], epochs: int, seed: int | None
+            ) -> Iterator[dict[str, Any]]:
+    """The rows ``epochs`` times; with ``seed``, each pass in its own shuffled order (the
+    first as one pass with that seed would be)."""
+    for epoch in range(epochs):
+        order = list(rows)
+        if seed is not None:
+            random.Random(seed if epoch == 0 else f"{seed}:{epoch}").shuffle(order)
+        yield from order
 
 
 # ---- rows ------------------------------------------------------------------------------------
