@@ -49,7 +49,7 @@ def test_the_cli_help_and_the_service_list_the_table():
         for alias in ALGORITHMS[name].aliases:
             assert METHODS[alias] == name
     assert set(METHODS) - set(NAMES) - {a for x in ALGORITHMS.values() for a in x.aliases} \
-        == {"supervised", "mixture"}
+        == {"supervised", "mixture", "reinforcement"}
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -17,7 +17,14 @@ from preftune.cli.common import err, out
 from preftune.cli.options import config_flags
 from preftune.cli.train import gather_values
 from preftune.config import TrainConfig, read_yaml
-from preftune.service.limits import Graders, Limits, Quota, Retention, ServiceConfig
+from preftune.service.limits import (
+    Graders,
+    Limits,
+    Quota,
+    Reinforcement,
+    Retention,
+    ServiceConfig,
+)
 from preftune.service.limits import load as load_service_config
 
 DatabaseUrl = Annotated[str | None, typer.Option(
@@ -65,12 +72,13 @@ ServiceConfigFile = Annotated[Path | None, typer.Option(
     "service the same file.")]
 # Service-config fields without a flag: sections (their fields are the flags), per-tenant
 # overrides and integration credentials (only in the file).
-_NOT_FLAGS = ("limits", "quota", "tenants", "retention", "graders", "integrations")
+_NOT_FLAGS = ("limits", "quota", "tenants", "retention", "graders", "reinforcement",
+              "integrations")
 
 
 def service_config(path: Path | None, flags: dict[str, Any] | None) -> ServiceConfig:
     """The config file with the flags over it; list flags are comma lists (--models a,b)."""
-    sections = (Limits, Quota, Retention, Graders, ServiceConfig)
+    sections = (Limits, Quota, Retention, Graders, Reinforcement, ServiceConfig)
     overrides: dict[str, Any] = {}
     for name, value in (flags or {}).items():
         model = next(m for m in sections if name in m.model_fields)
@@ -80,7 +88,8 @@ def service_config(path: Path | None, flags: dict[str, Any] | None) -> ServiceCo
     return load_service_config(path, overrides)
 
 
-@config_flags(Limits, Quota, Retention, Graders, ServiceConfig, skip=_NOT_FLAGS)
+@config_flags(Limits, Quota, Retention, Graders, Reinforcement, ServiceConfig,
+              skip=_NOT_FLAGS)
 def serve_cmd(
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the API to "
                                            "the network.")] = "127.0.0.1",
@@ -118,7 +127,8 @@ def serve_cmd(
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
-@config_flags(Limits, Quota, Retention, Graders, ServiceConfig, skip=_NOT_FLAGS)
+@config_flags(Limits, Quota, Retention, Graders, Reinforcement, ServiceConfig,
+              skip=_NOT_FLAGS)
 def worker_cmd(
     database_url: DatabaseUrl = None,
     service_dir: ServiceDir = None,

@@ -30,7 +30,7 @@ from preftune.errors import ConfigError, DataError, PreftuneError, UsageError
 from preftune.losses.table import ALGORITHMS, hyperparameters
 from preftune.models.load import MODEL_ALIASES
 from preftune.runs.trackers import TRACKERS
-from preftune.service.limits import Limits, Quota
+from preftune.service.limits import Limits, Quota, ServiceConfig
 
 # method.type -> algo: every table name and alias, OpenAI's "supervised"; "mixture" takes its
 # parts from hyperparameters.loss_type.
@@ -38,6 +38,7 @@ METHODS: dict[str, str | None] = {
     **{name: name for name in ALGORITHMS},
     **{alias: a.name for a in ALGORITHMS.values() for alias in a.aliases},
     "supervised": "sft", "mixture": None,
+    "reinforcement": None,  # sampled, graded, trained with GRPO: service/rft.py
 }
 SERVER_OWNED = ("dataset", "eval_dataset", "output_dir")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w-]*(\.[\w-]+)*/[A-Za-z0-9][\w-]*(\.[\w-]+)*")
@@ -83,13 +84,19 @@ def check_model_name(model: str) -> None:
 
 
 def build_spec(model: str, method: dict[str, Any] | None, config: dict[str, Any] | None,
-               seed: int | None) -> JobSpec:
-    """Validate a request into a ``JobSpec``; raise ``InvalidRequest`` naming the bad value."""
+               seed: int | None, server: ServiceConfig | None = None) -> JobSpec:
+    """Validate a request into a ``JobSpec``; raise ``InvalidRequest`` naming the bad value.
+    ``server`` (the operator's config) applies to a reinforcement job: its grader settings
+    and where the job samples."""
     method = dict(method or {"type": "dpo"})
     kind = method.get("type", "dpo")
     if kind not in METHODS:
         raise InvalidRequest(f"method type {kind!r} is not supported", "method.type",
                              ["choose one of: " + ", ".join(METHODS)])
+    if kind == "reinforcement":
+        from preftune.service import rft
+
+        return rft.build_spec(model, method, config, seed, server)
     chosen = method.get(kind) or {}
     hyper = chosen.get("hyperparameters") if isinstance(chosen, dict) else None
     if hyper is not None and not isinstance(hyper, dict):
@@ -172,7 +179,7 @@ def _build(values: dict[str, Any], param: str,
 # Config field -> the Limits field that bounds it.
 LIMITED = {"epochs": "max_epochs", "max_steps": "max_steps", "batch_size": "max_batch_size",
            "grad_accum": "max_grad_accum", "max_length": "max_length",
-           "lora_rank": "max_lora_rank"}
+           "lora_rank": "max_lora_rank", "seq_len": "max_length"}  # seq_len: reinforcement
 INT64_MAX = 2**63 - 1
 # A tracker logs with whatever credentials the training process finds: a tenant reaches its
 # own account through ``integrations``, with the credentials the operator set for it.

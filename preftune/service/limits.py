@@ -29,7 +29,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -138,6 +138,18 @@ class Graders(_Strict):
                               score_model_endpoint=endpoint)
 
 
+class Reinforcement(_Strict):
+    """Where reinforcement jobs sample their answers."""
+
+    rft_inference: Literal["preftune", "vllm"] = Field(
+        "preftune", description="preftune: preftune's inference server (transformers "
+        "generate, CPU or GPU); vllm: vllm serve on the worker's GPU, loading each new LoRA "
+        "adapter at run time (jobs must train a LoRA).")
+    rft_vllm_command: str = Field("vllm serve", description="The command that starts vLLM.")
+    rft_vllm_args: list[str] = Field(default_factory=list, description="More arguments for "
+                                     "vllm serve (--gpu-memory-utilization 0.5, ...).")
+
+
 class ServiceConfig(_Strict):
     """Everything the operator sets; defaults fit a small shared server."""
 
@@ -147,6 +159,7 @@ class ServiceConfig(_Strict):
                                                "name: quota fields that differ from quota.")
     retention: Retention = Field(default_factory=Retention)
     graders: Graders = Field(default_factory=Graders)
+    reinforcement: Reinforcement = Field(default_factory=Reinforcement)
     metrics_token: str | None = Field(None, description="The bearer token /metrics answers to; "
                                       "unset: /metrics answers 401 to everyone.")
     failed_auth_per_minute: int = Field(20, ge=1, description="Failed key checks a client "
@@ -178,7 +191,8 @@ class ServiceConfig(_Strict):
 
 # Flags of `preftune serve` / `preftune worker`: section and field of each.
 FLAG_SECTIONS: dict[str, type[BaseModel]] = {"limits": Limits, "quota": Quota,
-                                             "retention": Retention, "graders": Graders}
+                                             "retention": Retention, "graders": Graders,
+                                             "reinforcement": Reinforcement}
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None

@@ -252,8 +252,13 @@ def plan_error(config: dict[str, Any], examples_per_epoch: int,
     Examples are epochs x examples per epoch, or fewer when max_steps stops training first
     (max_steps x batch_size x grad_accum); tokens are examples x max_length x 2 (prompt with
     chosen, prompt with rejected, at most max_length each); steps are
-    ceil(examples per epoch / (batch_size x grad_accum)) per epoch, or max_steps.
+    ceil(examples per epoch / (batch_size x grad_accum)) per epoch, or max_steps. A
+    reinforcement job's plan is ``rft.plan_error``'s.
     """
+    if config.get("method") == "reinforcement":
+        from preftune.service import rft
+
+        return rft.plan_error(config, examples_per_epoch, limits)
     epochs, batch = int(config["epochs"]), int(config["batch_size"])
     accum, max_steps = int(config["grad_accum"]), config.get("max_steps")
     per_step = batch * accum
@@ -313,6 +318,10 @@ def check_files(config: dict[str, Any], training: Path, validation: Path | None
     The training file is read twice: ``validate_files`` keeps the errors' wording, the count
     needs the dataset it does not return (the second read finds the file in the page cache).
     """
+    if config.get("method") == "reinforcement":
+        from preftune.service import rft
+
+        return rft.check_files(config, training, validation)
     from preftune.config import TrainConfig
     from preftune.data.records import PreferenceDataset
     from preftune.engine.data import read_data

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -34,11 +35,12 @@ import yaml
 from preftune import settings
 from preftune.errors import ExitCode
 from preftune.fsutil import read_jsonl, write_text
-from preftune.service import queue
+from preftune.service import queue, rft
 from preftune.service.db import Database, Job, Tenant
 from preftune.service.jobspec import train_values
 from preftune.service.limits import ServiceConfig
 from preftune.service.queue import Lease, StaleAttempt
+from preftune.service.rft import METHOD as RFT
 from preftune.service.store import Store
 from preftune.service.validation import validate_once
 
@@ -52,6 +54,9 @@ ERROR_CODES = {
     ExitCode.OUT_OF_MEMORY: "out_of_memory",
 }
 _FORWARDED = {"warning:": "warn", "error:": "error"}
+# rl launch prefixes each line with its process's name: "[trainer] error: ...".
+_PROCESS_PREFIX = re.compile(r"\[(api|inference|trainer|env) *\] ")
+RL_EVAL = rft.EVAL_LOG  # a reinforcement job's eval rewards, by its environment
 
 
 def new_worker_id() -> str:
@@ -215,13 +220,25 @@ class Worker:
         training = self._file_path(job.tenant_id, job.training_file)
         validation = (self._file_path(job.tenant_id, job.validation_file)
                       if job.validation_file else None)
-        config_path = job_dir / "train.yaml"
-        write_text(config_path, yaml.safe_dump(
-            train_values(job.config, training, validation, run_dir), sort_keys=True))
         resume = (run_dir / "config.json").exists()
-        train_args = ["train", "--resume", str(run_dir)] if resume else \
-            ["train", "--config", str(config_path)]
-        command = self._launcher() + train_args
+        if job.config.get("method") == RFT:
+            config_path = job_dir / "rft.yaml"
+            write_text(config_path, yaml.safe_dump(rft.launch_config(
+                job.config, training, validation, run_dir, self.config),
+                sort_keys=True))
+            train_args = ["rl", "launch", "--config", str(config_path), "--output-dir",
+                          str(run_dir), *(["--resume"] if resume else []),
+                          *(["--trainer-processes", str(self.gpus)] if self.gpus > 1 else [])]
+            command = [sys.executable, "-m", "preftune", *train_args]
+            if self.config.graders.score_model_api_key:
+                extra["PREFTUNE_SCORE_MODEL_API_KEY"] = self.config.graders.score_model_api_key
+        else:
+            config_path = job_dir / "train.yaml"
+            write_text(config_path, yaml.safe_dump(
+                train_values(job.config, training, validation, run_dir), sort_keys=True))
+            train_args = ["train", "--resume", str(run_dir)] if resume else \
+                ["train", "--config", str(config_path)]
+            command = self._launcher() + train_args
         log_path = job_dir / "logs" / f"attempt-{lease.attempt}.log"
         checkpoints = read_jsonl(run_dir / "checkpoints.jsonl") if resume else []
         if checkpoints:
@@ -337,17 +354,19 @@ class Worker:
         """Metrics rows become metrics events, checkpoint rows checkpoint rows, and the log's
         warnings and errors become events (all fenced by the lease)."""
         for line in self._new_log_lines(attempt):
+            line = _unprefixed(line)
             for prefix, level in _FORWARDED.items():
                 if line.startswith(prefix):
                     queue.add_event(self.db, attempt.lease.job_id,
                                     line[len(prefix):].strip(), level=level,
                                     lease=attempt.lease)
         seen = tuple(_stamp(attempt.run_dir / name)
-                     for name in ("metrics.jsonl", "checkpoints.jsonl"))
+                     for name in ("metrics.jsonl", "checkpoints.jsonl", RL_EVAL))
         if seen == attempt.files_seen:
             return  # nothing new since the last look: skip re-reading the manifests
         attempt.files_seen = seen
         rows = read_jsonl(attempt.run_dir / "metrics.jsonl")
+        rows += read_jsonl(attempt.run_dir / RL_EVAL)  # a reinforcement job's eval rewards
         for row in rows:
             kind = "eval" if any(k.startswith("eval/") for k in row) else "train"
             key = f"metrics:{kind}:{int(row.get('step', 0))}"
@@ -443,6 +462,12 @@ class Worker:
             self.echo(line)
 
 
+def _unprefixed(line: str) -> str:
+    """A line of ``rl launch``'s log without its ``[process]`` prefix."""
+    match = _PROCESS_PREFIX.match(line)
+    return line[match.end():] if match else line
+
+
 def _stamp(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()
@@ -453,6 +478,16 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def describe_metrics(row: dict[str, Any]) -> str:
     step = int(row.get("step", 0))
+    if "eval/mean_reward" in row:
+        return (f"Step {step}: eval mean reward={row['eval/mean_reward']:.4f} "
+                f"(std {row.get('eval/reward_std', float('nan')):.4f}, "
+                f"{int(row.get('eval/completions', 0))} answers to "
+                f"{int(row.get('eval/items', 0))} items)")
+    if "mean_reward" in row:
+        return (f"Step {step}: mean reward={row['mean_reward']:.4f}, "
+                f"reward std={row.get('reward_std', float('nan')):.4f}, "
+                f"kl={row.get('kl', float('nan')):.4f}, "
+                f"clip fraction={row.get('clip_frac', float('nan')):.3f}")
     if "eval/loss" in row:
         return (f"Step {step}: eval loss={row['eval/loss']:.4f}, "
                 f"eval accuracy={row.get('eval/accuracy', float('nan')):.2f}")
@@ -501,6 +536,7 @@ def failure(code: int, log_path: Path) -> dict[str, Any]:
         text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         text = []
+    text = [_unprefixed(line) for line in text]
     for i, line in enumerate(text):
         if line.startswith("error:"):
             lines = [line[len("error:"):].strip()]

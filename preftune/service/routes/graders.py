@@ -21,17 +21,16 @@ from fastapi import APIRouter, Request
 
 from preftune.graders import (
     Grader,
-    GraderError,
     GradeResult,
     MultiGrader,
     PythonGrader,
     ScoreModelGrader,
     grade,
-    validate,
 )
 from preftune.service.deps import CurrentPrincipal, ServiceDep
 from preftune.service.jobspec import InvalidRequest
 from preftune.service.limits import Graders
+from preftune.service.rft import check_grader
 from preftune.service.schemas import (
     GraderRun,
     GraderRunErrors,
@@ -87,38 +86,7 @@ def run_result(grader: Grader, result: GradeResult) -> GraderRunResult:
 def checked(data: dict[str, Any], config: Graders) -> Grader:
     """The validated grader; 400 naming the field for a malformed one, and 400
     ``grader_not_allowed`` for a python grader (nested ones too) where they are off."""
-    try:
-        grader = validate(data)
-    except GraderError as e:
-        raise InvalidRequest("\n".join([e.message, *e.details]), _field(e.message),
-                             list(e.hints), code="invalid_grader") from None
-    if not config.allow_python:
-        where = _python_at(grader, "grader")
-        if where is not None:
-            raise InvalidRequest(
-                f"{where}: python graders are turned off on this server", f"{where}.type",
-                ["use string_check, text_similarity, score_model or multi, or ask the "
-                 "operator to allow python graders (graders.allow_python)"],
-                code="grader_not_allowed")
-    return grader
-
-
-def _field(message: str) -> str:
-    """The JSON path a validation message starts with (``grader.graders.fmt.operation``)."""
-    head = message.split(": ", 1)[0]
-    return head if head.startswith("grader") and " " not in head else "grader"
-
-
-def _python_at(grader: Grader, where: str) -> str | None:
-    """The path of the first python grader in ``grader``, or None."""
-    if isinstance(grader, PythonGrader):
-        return where
-    if isinstance(grader, MultiGrader):
-        for key, sub in grader.graders.items():
-            found = _python_at(sub, f"{where}.graders.{key}")
-            if found is not None:
-                return found
-    return None
+    return check_grader(data, config, "grader")
 
 
 def _costly(grader: Grader) -> bool:

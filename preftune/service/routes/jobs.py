@@ -34,6 +34,8 @@ from preftune.service.jobspec import (
     request_hash,
     with_integrations,
 )
+from preftune.service.limits import ServiceConfig
+from preftune.service.rft import METHOD as RFT
 from preftune.service.schemas import (
     ID_PATTERN,
     CheckpointList,
@@ -111,7 +113,8 @@ def _checked(body: JobCreate, principal: Principal, service: Service
     if not body.model.startswith("ft:"):  # a tenant's own fine-tuned models are its own
         check_model_name(body.model)
         check_model_allowed(body.model, quota)
-    spec, source = _spec(service.db, service.store, principal.tenant_id, body)
+    spec, source = _spec(service.db, service.store, principal.tenant_id, body,
+                         service.config)
     refuse_tracker_options(spec)
     check_limits(spec, limits)
     if body.max_attempts is not None and body.max_attempts > limits.max_attempts:
@@ -139,6 +142,12 @@ def estimate_job(body: JobCreate, principal: CurrentPrincipal,
     training would refuse is 400 naming it.
     """
     spec, _ = _checked(body, principal, service)
+    if spec.config.get("method") == RFT:
+        raise InvalidRequest("the dry-run estimate plans preference and supervised jobs; a "
+                             "reinforcement job's cost is in its sampling, which a dry run "
+                             "cannot count", "method.type",
+                             ["create the job: its files are checked in validating_files, "
+                              "and its steps against this server's limits"])
     limits = service.config.limits
     files: dict[str, tuple[str, str]] = {}  # training / validation: server path, name
     for key, file_id in (("training", body.training_file),
@@ -189,7 +198,8 @@ def _check_file(db: Database, tenant_id: str, file_id: str, param: str) -> None:
                              "'fine-tune'", param, ["upload the data with purpose=fine-tune"])
 
 
-def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> tuple[JobSpec, str]:
+def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate,
+          server: ServiceConfig) -> tuple[JobSpec, str]:
     """The job's training config, and where its model comes from on the server: a name, or
     for an ``ft:`` model the directory of that job's final weights, which it trains on from."""
     method = body.method.model_dump() if body.method is not None else None
@@ -200,9 +210,9 @@ def _spec(db: Database, store: Store, tenant_id: str, body: JobCreate) -> tuple[
                                  ["give them in method.<type>.hyperparameters only"])
         method = {"type": "dpo", "dpo": {"hyperparameters": body.hyperparameters}}
     if not body.model.startswith("ft:"):
-        return build_spec(body.model, method, body.config, body.seed), body.model
+        return build_spec(body.model, method, body.config, body.seed, server), body.model
     source = _tuned(db, tenant_id, body.model)
-    spec = build_spec("tiny", method, body.config, body.seed)  # validates all but the model
+    spec = build_spec("tiny", method, body.config, body.seed, server)  # all but the model
     # A path the server made: the job row keeps the client's ft: name as its model.
     final = str(store.run_dir(source.id) / "final")
     return replace(spec, config={**spec.config, "model": final}), final

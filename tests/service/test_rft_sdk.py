@@ -1,0 +1,151 @@
+"""A reinforcement job end to end with the official ``openai`` SDK: a real server (uvicorn,
+one embedded worker) samples the tiny model, grades its answers with a ``string_check``
+grader, trains it with GRPO, and reports mean reward per step and an eval reward that rises.
+
+The task is one tiny can learn on a CPU in a few minutes: answer with a word holding the
+letter the item names (``like``: the answer contains ``{{item.letter}}``). About one answer
+in four of four tokens holds a "y" at the start; training makes it most of them.
+"""
+
+import json
+import socket
+import threading
+import time
+
+import openai
+import pytest
+import uvicorn
+
+from preftune.service.app import create_app
+from preftune.service.auth import create_key
+from preftune.service.db import Database
+from preftune.service.store import Store
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_S = 600
+GRADER = {"type": "string_check", "name": "has_letter", "input": "{{sample.output_text}}",
+          "reference": "{{item.letter}}", "operation": "like"}
+THINGS = ["a colour", "an animal", "a city", "a food", "a tool", "a game", "a plant", "a song",
+          "a river", "a feeling", "a number", "a sport", "a tree", "a bird", "a fruit",
+          "a country"]
+
+
+def items(n, offset=0):
+    """RFT JSONL: ``messages`` plus the ``letter`` the grader reads."""
+    lines = []
+    for i in range(offset, offset + n):
+        thing = THINGS[i % len(THINGS)]
+        ask = f"Name {thing} whose name has the letter o in it. ({i})"
+        lines.append(json.dumps({"messages": [{"role": "user", "content": ask}],
+                                 "letter": "o", "id": i}) + "\n")
+    return "".join(lines).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rft-service")
+    db = Database(f"sqlite:///{root / 'service.db'}")
+    db.migrate()
+    store = Store(root / "store")
+    _, key = create_key(db, "rft", "team-rft")
+    app = create_app(db, store, embedded_workers=1,
+                     worker_options={"lease_s": 10.0, "poll_s": 0.2, "grace_s": 20.0})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+    yield client, store
+    client.close()
+    server.should_exit = True
+    thread.join(timeout=60)
+    sock.close()
+    db.dispose()
+
+
+def wait_for(client, job_id, statuses):
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
+        time.sleep(1.0)
+
+
+def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server):
+    client, store = server
+    train = client.files.create(file=("train.jsonl", items(48)), purpose="fine-tune")
+    valid = client.files.create(file=("valid.jsonl", items(12, offset=100)),
+                                purpose="fine-tune")
+    method = {"type": "reinforcement", "reinforcement": {
+        "grader": GRADER,
+        "hyperparameters": {"n_epochs": 3, "batch_size": 4, "eval_interval": 6,
+                            "eval_samples": 4, "compute_multiplier": 2}}}
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=train.id, validation_file=valid.id, method=method,
+        seed=3, extra_body={"config": {"learning_rate": 0.03, "lora": False, "max_tokens": 1,
+                                       "seq_len": 128, "save_steps": 8}})
+    assert job.method.type == "reinforcement"
+    assert job.method.reinforcement.grader.name == "has_letter"
+    assert job.method.reinforcement.hyperparameters.eval_interval == 6
+
+    job = wait_for(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model == f"ft:tiny:preftune:{job.id}"
+
+    events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    metrics = [e.data for e in events if e.type == "metrics"]
+    train_rows = sorted((m for m in metrics if "mean_reward" in m), key=lambda m: m["step"])
+    assert [m["step"] for m in train_rows] == list(range(1, 37))  # 48 items x 3 / 4 a step
+    assert all(0.0 <= m["mean_reward"] <= 1.0 and "kl" in m and "clip_frac" in m
+               for m in train_rows)
+    assert any("mean reward=" in e.message for e in events)
+    evals = sorted((m for m in metrics if "eval/mean_reward" in m), key=lambda m: m["step"])
+    assert evals and evals[0]["step"] == 0 and evals[0]["eval/completions"] == 48
+    assert len(evals) >= 4, evals  # at 0, 6, 12, ... while the environment serves
+    first, last = evals[0]["eval/mean_reward"], evals[-1]["eval/mean_reward"]
+    assert last > first + 0.3, [e["eval/mean_reward"] for e in evals]
+
+    checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+    assert sorted(c.step_number for c in checkpoints) == [8, 16, 24, 32, 36]
+    assert (store.run_dir(job.id) / "final" / "config.json").is_file()
+
+
+def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
+    client, store = server
+    train = client.files.create(file=("train.jsonl", items(24)), purpose="fine-tune")
+    method = {"type": "reinforcement", "reinforcement": {
+        "grader": GRADER, "hyperparameters": {"n_epochs": 1, "batch_size": 4}}}
+    job = client.fine_tuning.jobs.create(
+        model="tiny", training_file=train.id, method=method,
+        extra_body={"config": {"learning_rate": 0.01, "lora": False, "max_tokens": 1,
+                               "seq_len": 128, "save_steps": 2}})
+    deadline = time.monotonic() + TIMEOUT_S
+    while not any(e.type == "metrics" and e.data["step"] >= 2
+                  for e in client.fine_tuning.jobs.list_events(job.id, limit=100)):
+        assert time.monotonic() < deadline, client.fine_tuning.jobs.retrieve(job.id).status
+        time.sleep(0.5)
+    client.fine_tuning.jobs.pause(job.id)
+    paused = wait_for(client, job.id, ("paused", "succeeded", "failed"))
+    assert paused.status == "paused", paused.error
+    run_dir = store.run_dir(job.id)
+    saved = [json.loads(line)["step"] for line in
+             (run_dir / "checkpoints.jsonl").read_text().splitlines()]
+    assert saved and saved[-1] < 6
+
+    client.fine_tuning.jobs.resume(job.id)
+    job = wait_for(client, job.id, ("succeeded", "failed", "cancelled"))
+    assert job.status == "succeeded", job.error
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id, limit=100)]
+    assert f"Resuming from checkpoint step-{saved[-1]}" in messages, messages
+    steps = [json.loads(line)["step"] for line in
+             (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 7))  # the steps after the checkpoint, run once more
