@@ -189,7 +189,17 @@ def jobs_create(
     eval_dataset: Annotated[Path | None, typer.Option(
         help="A local data file to upload and evaluate on.")] = None,
     method: Annotated[str, typer.Option(
-        help="dpo, ipo, cdpo, robust, hinge, simpo, orpo or sft (supervised).")] = "dpo",
+        help="dpo, ipo, cdpo, robust, hinge, simpo, orpo, sft (supervised), or reinforcement "
+        "(with --grader).")] = "dpo",
+    grader: Annotated[Path | None, typer.Option(
+        help="reinforcement: a JSON or YAML file holding the grader (an OpenAI grader "
+        "object; preftune graders validate checks one).")] = None,
+    eval_interval: Annotated[int | None, typer.Option(
+        min=1, help="reinforcement: evaluate on the validation file every N steps.")] = None,
+    eval_samples: Annotated[int | None, typer.Option(
+        min=1, help="reinforcement: answers sampled per validation item.")] = None,
+    compute_multiplier: Annotated[float | None, typer.Option(
+        help="reinforcement: times the answers sampled per item (4 at 1.0).")] = None,
     beta: Annotated[float | None, typer.Option(help="Preference strength.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Pairs per step.")] = None,
     n_epochs: Annotated[int | None, typer.Option(min=1, help="Passes over the data.")] = None,
@@ -233,13 +243,35 @@ def jobs_create(
                          "the JSON", ["create with --json, then: preftune jobs wait ID"])
     if wandb_project is None and (wandb_name or wandb_entity or wandb_tag):
         raise UsageError("--wandb-name, --wandb-entity and --wandb-tag need --wandb-project")
-    config = parse_overrides(overrides or [])
     hyper = {"beta": beta, "batch_size": batch_size, "n_epochs": n_epochs,
-             "learning_rate_multiplier": learning_rate_multiplier}
+             "learning_rate_multiplier": learning_rate_multiplier,
+             "eval_interval": eval_interval, "eval_samples": eval_samples,
+             "compute_multiplier": compute_multiplier}
     hyper = {k: v for k, v in hyper.items() if v is not None}
+    if method == "reinforcement":
+        if grader is None:
+            raise UsageError("a reinforcement job needs a grader",
+                             ["pass --grader grader.json (check it first: preftune graders "
+                              "validate grader.json)"])
+        if beta is not None:
+            raise UsageError("--beta is a preference method's; a reinforcement job's KL "
+                             "weight is kl_coef=...")
+        config = _plain_overrides(overrides or [])
+        settings_: dict[str, Any] = {"grader": read_grader(grader)}
+        if hyper:
+            settings_["hyperparameters"] = hyper
+        method_body: dict[str, Any] = {"type": method, method: settings_}
+    else:
+        rl_only = [flag for flag, value in (("--grader", grader), ("--eval-interval",
+                   eval_interval), ("--eval-samples", eval_samples),
+                   ("--compute-multiplier", compute_multiplier)) if value is not None]
+        if rl_only:
+            raise UsageError(f"{', '.join(rl_only)} belong to --method reinforcement")
+        config = parse_overrides(overrides or [])
+        method_body = {"type": method, **({method: {"hyperparameters": hyper}} if hyper else {})}
     request: dict[str, Any] = {
         "model": model,
-        "method": {"type": method, **({method: {"hyperparameters": hyper}} if hyper else {})},
+        "method": method_body,
         "seed": seed, "suffix": suffix, "metadata": _pairs(metadata or [], "--metadata") or None,
         "config": config or None, "priority": priority,
         "integrations": [{"type": "wandb", "wandb": {
@@ -528,11 +560,18 @@ class StepDisplay:
 
     def metrics(self, row: dict[str, Any], job: dict[str, Any]) -> None:
         step = int(row.get("step", 0))
+        if "eval/mean_reward" in row:
+            out.print(f"eval at step {step}: reward {_number(row.get('eval/mean_reward'))} "
+                      f"({int(row.get('eval/completions', 0))} answers)")
+            return
         if "eval/loss" in row:
             out.print(f"eval at step {step}: loss {_number(row.get('eval/loss'))} "
                       f"acc {_number(row.get('eval/accuracy'), 2)}")
             return
         status = f"loss {_number(row.get('loss'))} acc {_number(row.get('accuracy'), 2)}"
+        if "mean_reward" in row:
+            status = (f"reward {_number(row.get('mean_reward'))} "
+                      f"kl {_number(row.get('kl'))}")
         if not self.live:
             out.print(f"step {step}: {status}")
             return
@@ -574,6 +613,39 @@ def _upload(client: ServiceClient, path: Path | None, note: Any,
     uploaded.append(file["id"])
     note(f"uploaded {escape(str(path))} as {file['id']} ({file['bytes']:,} bytes)")
     return str(file["id"])
+
+
+def read_grader(path: Path) -> Any:
+    """A grader object from a JSON or YAML file (the server checks it)."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot read the grader file {path}: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise UsageError(f"{path} is neither JSON nor YAML: {e}") from None
+
+
+def _plain_overrides(items: list[str]) -> dict[str, Any]:
+    """``key=value`` items with YAML-typed values (a reinforcement job's config: GRPO and
+    sampling options, which the server checks)."""
+    import yaml
+
+    out_: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip().removeprefix("--").replace("-", "_")
+        if not sep or not key:
+            raise UsageError(f"cannot read override {item!r}: expected key=value",
+                             ["for example: kl_coef=0.05 max_tokens=64"])
+        try:
+            out_[key] = yaml.safe_load(raw.strip()) if raw.strip() else ""
+        except yaml.YAMLError:
+            out_[key] = raw.strip()
+    return out_
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:

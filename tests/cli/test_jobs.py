@@ -449,3 +449,36 @@ def test_on_a_terminal_steps_move_a_bar_instead_of_printing_lines(monkeypatch):
     shown = screen.file.getvalue()
     assert "eval at step 2: loss 0.5000 acc 1.00" in shown
     assert "step 1: loss" not in shown
+
+
+def test_jobs_create_a_reinforcement_job_with_a_grader_file(cli, service, tmp_path):
+    data = tmp_path / "math.jsonl"
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{i}+1?"}],
+                                        "answer": str(i + 1)}) + "\n" for i in range(4)))
+    grader = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "eq"}
+    (tmp_path / "grader.json").write_text(json.dumps(grader))
+    (tmp_path / "grader.yaml").write_text("type: string_check\nname: y\ninput: a\n"
+                                          "reference: b\noperation: like\n")
+    job_id = create(cli, "--dataset", data, "--method", "reinforcement", "--grader",
+                    tmp_path / "grader.json", "--n-epochs", "2", "--eval-interval", "3",
+                    "--compute-multiplier", "2", "kl_coef=0.05", "max_tokens=16")
+    job = json.loads(cli("jobs", "get", job_id, "--json").out)
+    assert job["method"]["type"] == "reinforcement"
+    assert job["method"]["reinforcement"]["grader"] == grader
+    hyper = job["method"]["reinforcement"]["hyperparameters"]
+    assert (hyper["n_epochs"], hyper["eval_interval"], hyper["compute_multiplier"]) == (2, 3, 2)
+    assert (job["config"]["kl_coef"], job["config"]["max_tokens"],
+            job["config"]["group_size"]) == (0.05, 16, 8)
+    assert create(cli, "--dataset", data, "--method", "reinforcement", "--grader",
+                  tmp_path / "grader.yaml").startswith("ftjob-")
+
+    r = cli("jobs", "create", "--model", "tiny", "--dataset", data, "--method",
+            "reinforcement")
+    assert r.code == 2 and "needs a grader" in r.err
+    r = cli("jobs", "create", "--model", "tiny", "--dataset", data, "--grader",
+            tmp_path / "grader.json")
+    assert r.code == 2 and "--grader belong to --method reinforcement" in r.err
+    r = cli("jobs", "create", "--model", "tiny", "--dataset", data, "--method",
+            "reinforcement", "--grader", tmp_path / "grader.json", "batch_size=3")
+    assert r.code == 2 and "batch_size is set by the server" in r.err
