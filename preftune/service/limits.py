@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,6 +70,20 @@ class Limits(_Strict):
                                       "RLIMIT_DATA), in MiB.")
     validation_timeout_s: float = Field(300.0, gt=0, description="Seconds a file's "
                                         "validation may take.")
+
+
+def plan_over_limits(checks: Sequence[tuple[str, int, str, str]], limits: Limits
+                     ) -> dict[str, Any] | None:
+    """The ``limit_exceeded`` error of the first check over its limit, else None. Each check
+    is (the Limits field, the planned value, what it is, what the tenant can do)."""
+    for limit, value, what, advice in checks:
+        bound = getattr(limits, limit)
+        if value > bound:
+            return {"code": "limit_exceeded", "param": "training_file",
+                    "message": f"the job plans {what}, over this server's limit "
+                               f"{limit}={bound}; {advice}, or ask the operator to raise "
+                               f"limits.{limit} in the service config"}
+    return None
 
 
 class Integration(_Strict):

@@ -30,7 +30,13 @@ from preftune.graders import Grader, MultiGrader, PythonGrader, check_item, vali
 from preftune.graders.items import messages_problem
 from preftune.rlconfig import GRPO_SCHEMA, GRPOConfig, build_config
 from preftune.service.jobspec import InvalidRequest, JobSpec
-from preftune.service.limits import Graders, Limits, Reinforcement, ServiceConfig
+from preftune.service.limits import (
+    Graders,
+    Limits,
+    Reinforcement,
+    ServiceConfig,
+    plan_over_limits,
+)
 
 METHOD = "reinforcement"
 # OpenAI's hyperparameters, and what "auto" stands for.
@@ -225,14 +231,7 @@ def plan_error(config: dict[str, Any], items: int, limits: Limits) -> dict[str, 
               ("max_examples", sequences, f"{sequences} sampled answers ({n} steps x "
                f"batch_size={config['batch_size']} x group_size={config['group_size']})",
                "lower n_epochs, batch_size or compute_multiplier"))
-    for limit, value, what, advice in checks:
-        bound = getattr(limits, limit)
-        if value > bound:
-            return {"code": "limit_exceeded", "param": "training_file",
-                    "message": f"the job plans {what}, over this server's limit "
-                               f"{limit}={bound}; {advice}, or ask the operator to raise "
-                               f"limits.{limit} in the service config"}
-    return None
+    return plan_over_limits(checks, limits)
 
 
 # ------------------------------------------------------------------------------- its files

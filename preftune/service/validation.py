@@ -39,7 +39,7 @@ from preftune.errors import PreftuneError
 from preftune.fsutil import write_json
 from preftune.service import queue
 from preftune.service.db import Database, Job
-from preftune.service.limits import Limits
+from preftune.service.limits import Limits, plan_over_limits
 from preftune.service.store import Store
 
 log = logging.getLogger(__name__)
@@ -280,14 +280,7 @@ def plan_error(config: dict[str, Any], examples_per_epoch: int,
          f"(batch_size={batch} x grad_accum={accum})) x {epochs} epochs)",
          "set max_steps, or raise batch_size or grad_accum"),
     ]
-    for limit, value, what, advice in checks:
-        bound = getattr(limits, limit)
-        if value > bound:
-            return {"code": "limit_exceeded", "param": "training_file",
-                    "message": f"the job plans {what}, over this server's limit "
-                               f"{limit}={bound}; {advice}, or ask the operator to raise "
-                               f"limits.{limit} in the service config"}
-    return None
+    return plan_over_limits(checks, limits)
 
 
 # ------------------------------------------------------------------------------ the child

@@ -8,13 +8,10 @@ in four of four tokens holds a "y" at the start; training makes it most of them.
 """
 
 import json
-import socket
-import threading
 import time
 
 import openai
 import pytest
-import uvicorn
 
 from preftune.service.app import create_app
 from preftune.service.auth import create_key
@@ -43,7 +40,7 @@ def items(n, offset=0):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(tmp_path_factory, serving):
     root = tmp_path_factory.mktemp("rft-service")
     db = Database(f"sqlite:///{root / 'service.db'}")
     db.migrate()
@@ -51,22 +48,10 @@ def server(tmp_path_factory):
     _, key = create_key(db, "rft", "team-rft")
     app = create_app(db, store, embedded_workers=1,
                      worker_options={"lease_s": 10.0, "poll_s": 0.2, "grace_s": 20.0})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-    yield client, store
-    client.close()
-    server.should_exit = True
-    thread.join(timeout=60)
-    sock.close()
+    with serving(app) as url:  # the lifespan stops the worker at the end
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        yield client, store
+        client.close()
     db.dispose()
 
 
