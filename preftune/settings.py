@@ -10,8 +10,8 @@ PREFTUNE_DATABASE_URL  the service's database (default: SQLite in the service di
 PREFTUNE_SERVER, PREFTUNE_API_KEY  the server and key `preftune jobs` / `files` talk to.
 PREFTUNE_METRICS_TOKEN  the bearer token the service's /metrics answers to (when the service
                  config sets none).
-PREFTUNE_WORKER_PID  set by a service worker for the training process it starts: training
-                 stops when that worker is gone (see ``engine.stop.watch_worker``).
+PREFTUNE_WORKER_PID  set by a service worker for the training process it starts (train, rl launch):
+                 it stops when that worker is gone (see ``engine.stop.watch_worker``).
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
                  of `accelerate launch` (see ``lone_accelerate_process``).
 Any variable a YAML environment config names as ``${VAR}`` (see ``env_value`` and

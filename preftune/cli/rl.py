@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from preftune import settings
 from preftune.cli.common import out
 from preftune.cli.options import config_flags
 from preftune.rlconfig import GRPOConfig
@@ -212,6 +213,11 @@ def launch_cmd(
     from preftune.rl.launch import Child, launch
     from preftune.rlconfig import build_config
 
+    worker = settings.worker_pid()
+    if worker is not None:  # a service worker's job: stop (and so stop every child) without it
+        from preftune.engine.stop import watch_worker
+
+        watch_worker(worker)
     path = config_path(config)
     data = read_config(path)
     trainer, opts = dict(data.get("trainer") or {}), dict(data.get("launch") or {})
