@@ -106,7 +106,7 @@ def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server):
 
 def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
     client, store = server
-    train = client.files.create(file=("train.jsonl", items(24)), purpose="fine-tune")
+    train = client.files.create(file=("train.jsonl", items(48)), purpose="fine-tune")
     method = {"type": "reinforcement", "reinforcement": {
         "grader": GRADER, "hyperparameters": {"n_epochs": 1, "batch_size": 4}}}
     job = client.fine_tuning.jobs.create(
@@ -124,7 +124,7 @@ def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
     run_dir = store.run_dir(job.id)
     saved = [json.loads(line)["step"] for line in
              (run_dir / "checkpoints.jsonl").read_text().splitlines()]
-    assert saved and saved[-1] < 6
+    assert saved and saved[-1] < 12
 
     client.fine_tuning.jobs.resume(job.id)
     job = wait_for(client, job.id, ("succeeded", "failed", "cancelled"))
@@ -133,4 +133,4 @@ def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
     assert f"Resuming from checkpoint step-{saved[-1]}" in messages, messages
     steps = [json.loads(line)["step"] for line in
              (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 7))  # the steps after the checkpoint, run once more
+    assert steps == list(range(1, 13))  # the steps after the checkpoint, run once more
