@@ -10,6 +10,9 @@ PREFTUNE_DATABASE_URL  the service's database (default: SQLite in the service di
 PREFTUNE_SERVER, PREFTUNE_API_KEY  the server and key `preftune jobs` / `files` talk to.
 PREFTUNE_METRICS_TOKEN  the bearer token the service's /metrics answers to (when the service
                  config sets none).
+PREFTUNE_SCORE_MODEL_API_KEY, PREFTUNE_EMBEDDING_API_KEY  the bearer keys the ``grader`` reward
+                 and `preftune graders run` send to the score model and embedding endpoints
+                 (a service worker sets them from the operator's ``graders`` settings).
 PREFTUNE_WORKER_PID  set by a service worker for the training process it starts (train, rl launch):
                  it stops when that worker is gone (see ``engine.stop.watch_worker``).
 ACCELERATE_MIXED_PRECISION, MASTER_PORT, RANK, ...  read, never set, to tell a lone process
@@ -93,6 +96,14 @@ def worker_pid() -> int | None:
 def env_value(name: str) -> str | None:
     """The value of any environment variable, for ``${VAR}`` in YAML configs; None if unset."""
     return os.environ.get(name)
+
+
+def score_model_api_key() -> str | None:
+    return os.environ.get("PREFTUNE_SCORE_MODEL_API_KEY") or None
+
+
+def embedding_api_key() -> str | None:
+    return os.environ.get("PREFTUNE_EMBEDDING_API_KEY") or None
 
 
 def metrics_token() -> str | None:

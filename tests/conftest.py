@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 
@@ -128,3 +129,37 @@ def screenshots():
     path = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def letter_counts(text: str) -> list[float]:
+    """A stand-in embedding: how often each of a-z occurs in the text (hand-workable)."""
+    lower = text.lower()
+    return [float(lower.count(chr(c))) for c in range(ord("a"), ord("z") + 1)]
+
+
+@dataclass
+class Embeddings:
+    """An OpenAI-compatible ``/v1/embeddings`` stand-in under uvicorn, embedding by
+    ``letter_counts``; ``seen`` holds each request's (authorization header, body)."""
+
+    base_url: str
+    seen: list[tuple[str | None, dict]]
+
+
+@pytest.fixture
+def embeddings(serving):
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+    seen: list[tuple[str | None, dict]] = []
+
+    @app.post("/v1/embeddings")
+    async def embed(request: Request) -> dict:
+        body = await request.json()
+        seen.append((request.headers.get("authorization"), body))
+        return {"object": "list", "model": body["model"],
+                "data": [{"object": "embedding", "index": i, "embedding": letter_counts(t)}
+                         for i, t in enumerate(body["input"])][::-1]}  # any order, by index
+
+    with serving(app) as url:
+        yield Embeddings(f"{url}/v1", seen)

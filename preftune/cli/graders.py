@@ -15,9 +15,11 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from preftune import settings
 from preftune.cli.common import out
 from preftune.errors import GraderError, UsageError
 from preftune.graders import (
+    EmbeddingEndpoint,
     Grader,
     GraderSettings,
     ModelEndpoint,
@@ -55,7 +57,13 @@ def run_cmd(
     item_file: Annotated[Path | None, typer.Option(help="Read the row from a JSON file "
                                                    "instead.")] = None,
     score_model_base_url: Annotated[str | None, typer.Option(
-        help="The OpenAI-compatible endpoint (.../v1) score_model graders call.")] = None,
+        help="The OpenAI-compatible endpoint (.../v1) score_model graders call "
+        "(bearer key: PREFTUNE_SCORE_MODEL_API_KEY).")] = None,
+    embedding_base_url: Annotated[str | None, typer.Option(
+        help="The OpenAI-compatible endpoint (.../v1, serving /embeddings) cosine "
+        "text_similarity graders call (bearer key: PREFTUNE_EMBEDDING_API_KEY).")] = None,
+    embedding_model: Annotated[str | None, typer.Option(
+        help="The embedding model to ask --embedding-base-url for.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as the API's "
                                           "/v1/fine_tuning/alpha/graders/run answers "
                                           "it.")] = False,
@@ -65,9 +73,16 @@ def run_cmd(
     text = _one("--sample", sample, "--sample-file", sample_file)
     row = _row(_one("--item", item, "--item-file", item_file, required=False),
                "--item-file" if item_file else "--item")
-    endpoint = ModelEndpoint(score_model_base_url) if score_model_base_url else None
+    if bool(embedding_base_url) != bool(embedding_model):
+        raise UsageError("give --embedding-base-url and --embedding-model together")
+    endpoint = (ModelEndpoint(score_model_base_url, settings.score_model_api_key())
+                if score_model_base_url else None)
+    embedder = (EmbeddingEndpoint(embedding_base_url, embedding_model,
+                                  settings.embedding_api_key())
+                if embedding_base_url and embedding_model else None)
     result = grade(grader, {"output_text": text}, row,
-                   GraderSettings(score_model_endpoint=endpoint), on_error="zero")
+                   GraderSettings(score_model_endpoint=endpoint, embedder=embedder),
+                   on_error="zero")
     if as_json:
         from preftune.service.routes.graders import run_result
 

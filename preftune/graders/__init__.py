@@ -6,6 +6,7 @@ lacks. See docs/graders.md.
 """
 
 from preftune.errors import GraderError
+from preftune.graders.embeddings import EmbeddingEndpoint
 from preftune.graders.grade import (
     Embedder,
     GradeResult,
@@ -27,6 +28,7 @@ from preftune.graders.score_model import ModelEndpoint
 
 __all__ = [
     "Embedder",
+    "EmbeddingEndpoint",
     "GradeResult",
     "Grader",
     "GraderError",

@@ -132,10 +132,13 @@ def _text_similarity(grader: Any, context: dict[str, Any], settings: GraderSetti
         raise GraderError(f"{where}: evaluation_metric cosine needs an embedding model, and "
                           "this server has no embedding model configured",
                           hints=["use another evaluation_metric, or ask the operator to "
-                                 "configure an embedder"])
+                                 "configure one (graders.embedding_base_url and "
+                                 "graders.embedding_model)"])
     try:
         vectors = settings.embedder([text, reference])
         return metrics.cosine(vectors[0], vectors[1]), {}
+    except GraderError as e:
+        raise GraderError(f"{where}: {e.message}") from None
     except (ValueError, IndexError, TypeError) as e:
         raise GraderError(f"{where}: the embedding model failed: {e}") from None
 

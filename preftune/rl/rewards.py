@@ -22,11 +22,11 @@ valid params.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import math
 import numbers
-import os
 import re
 import types
 import typing
@@ -34,8 +34,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from preftune import settings
 from preftune.errors import ConfigError, DataError, GraderError, TrainingError
 from preftune.graders import (
+    EmbeddingEndpoint,
     Grader,
     GraderSettings,
     ModelEndpoint,
@@ -284,19 +286,31 @@ def _nested(grader: Grader) -> list[Grader]:
 
 
 def _check_grader(params: Mapping[str, Any]) -> None:
+    if bool(params["embedding_base_url"]) != bool(params["embedding_model"]):
+        raise ValueError("set params 'embedding_base_url' and 'embedding_model' together")
     for inner in _nested(params["grader"]):
-        if isinstance(inner, TextSimilarityGrader) and inner.evaluation_metric == "cosine":
-            raise ValueError(f"grader '{inner.name}': evaluation_metric cosine needs an "
-                             "embedding model, which RL rewards do not have; use another "
+        if isinstance(inner, TextSimilarityGrader) and inner.evaluation_metric == "cosine" \
+                and params["embedding_base_url"] is None:
+            raise ValueError(f"grader '{inner.name}' uses evaluation_metric cosine: set params "
+                             "'embedding_base_url' (an OpenAI-compatible endpoint, .../v1, "
+                             "serving /embeddings) and 'embedding_model', or use another "
                              "metric (fuzzy_match, bleu, rouge_l, ...)")
         if isinstance(inner, ScoreModelGrader) and params["score_model_base_url"] is None:
             raise ValueError(f"grader '{inner.name}' is a score_model grader: set param "
                              "'score_model_base_url' to an OpenAI-compatible endpoint (.../v1)")
 
 
+@functools.lru_cache(maxsize=8)
+def _embedder(base_url: str, model: str, api_key: str | None) -> EmbeddingEndpoint:
+    """One embedder per endpoint in this process, so its cache of vectors (the references
+    every answer in a group is compared with) lasts across calls."""
+    return EmbeddingEndpoint(base_url, model, api_key)
+
+
 @register("grader", check=_check_grader)
 def grader_reward(completion: str, answer: str | None, *, grader: Grader,
                   item: Mapping[str, Any], score_model_base_url: str | None = None,
+                  embedding_base_url: str | None = None, embedding_model: str | None = None,
                   allow_python: bool = True, python_timeout_s: float = 10.0,
                   python_memory_mb: int = 256) -> float:
     """An OpenAI grader's score: ``grade(grader, {"output_text": completion}, item)``.
@@ -304,10 +318,13 @@ def grader_reward(completion: str, answer: str | None, *, grader: Grader,
     The grader (``params.grader``: any OpenAI grader object, docs/graders.md) reads the item's
     fields as ``{{item.<field>}}`` and the completion as ``{{sample.output_text}}``; ``answer``
     is not used. An item that lacks a field the grader reads is a DataError; a grader that
-    fails on one completion (a python error or timeout) scores it 0.0, as a training loop
-    wants for one bad sample. Python graders run under ``python_timeout_s`` and
-    ``python_memory_mb`` (a service job passes the operator's ``graders`` settings); the
-    score model's bearer key, if any, is read from PREFTUNE_SCORE_MODEL_API_KEY.
+    fails on one completion (a python error or timeout, an endpoint that does not answer)
+    scores it 0.0, as a training loop wants for one bad sample. Python graders run under
+    ``python_timeout_s`` and ``python_memory_mb`` (a service job passes the operator's
+    ``graders`` settings). score_model graders call ``score_model_base_url``; cosine
+    text_similarity graders embed with ``embedding_model`` at ``embedding_base_url``; their
+    bearer keys, if any, are read from PREFTUNE_SCORE_MODEL_API_KEY and
+    PREFTUNE_EMBEDDING_API_KEY.
     """
     row = dict(item)
     missing = check_item(grader, row)
@@ -315,12 +332,14 @@ def grader_reward(completion: str, answer: str | None, *, grader: Grader,
         raise DataError(f"grader '{grader.name}' reads {', '.join(missing)}, which the item "
                         f"lacks (its fields: {', '.join(map(str, row)) or 'none'})",
                         ["give every row the fields the grader's {{item.*}} templates name"])
-    endpoint = (ModelEndpoint(score_model_base_url,
-                              os.environ.get("PREFTUNE_SCORE_MODEL_API_KEY") or None)
+    endpoint = (ModelEndpoint(score_model_base_url, settings.score_model_api_key())
                 if score_model_base_url else None)
-    settings = GraderSettings(allow_python=allow_python, python_timeout_s=python_timeout_s,
-                              python_memory_mb=python_memory_mb, score_model_endpoint=endpoint)
-    return grade(grader, {"output_text": completion}, row, settings, on_error="zero").score
+    embedder = (_embedder(embedding_base_url, embedding_model, settings.embedding_api_key())
+                if embedding_base_url and embedding_model else None)
+    lent = GraderSettings(allow_python=allow_python, python_timeout_s=python_timeout_s,
+                          python_memory_mb=python_memory_mb, score_model_endpoint=endpoint,
+                          embedder=embedder)
+    return grade(grader, {"output_text": completion}, row, lent, on_error="zero").score
 
 
 # --- the configured set ---------------------------------------------------------------------

@@ -19,6 +19,8 @@ the API checks requests against it, workers enforce run time and running-job cap
       allow_python: false
       score_model_base_url: http://127.0.0.1:8001/v1
       score_model_api_key: "${JUDGE_API_KEY}"
+      embedding_base_url: http://127.0.0.1:8002/v1   # text_similarity cosine
+      embedding_model: BAAI/bge-small-en-v1.5
     metrics_token: "${PREFTUNE_METRICS_TOKEN}"
 
 A value written ``${VAR}`` is read from the operator's environment when the file is loaded.
@@ -33,11 +35,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from preftune import settings
 from preftune.errors import ConfigError
-from preftune.graders import GraderSettings, ModelEndpoint
+from preftune.graders import EmbeddingEndpoint, GraderSettings, ModelEndpoint
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -139,18 +141,39 @@ class Graders(_Strict):
                                              "report an error.")
     score_model_api_key: str | None = Field(None, description="The bearer key for "
                                             "score_model_base_url (write ${VAR} in the file).")
-    max_concurrent: int = Field(4, ge=1, description="Python graders and score model calls one "
-                                "API process runs at once; a request that waits 30 s for a "
-                                "turn gets 503 server_busy.")
+    embedding_base_url: str | None = Field(None, description="The OpenAI-compatible endpoint "
+                                           "(.../v1, serving /embeddings) text_similarity "
+                                           "graders with evaluation_metric cosine use; unset: "
+                                           "cosine graders report an error, and reinforcement "
+                                           "jobs with one are refused.")
+    embedding_model: str | None = Field(None, description="The model asked for at "
+                                        "embedding_base_url (required with it).")
+    embedding_api_key: str | None = Field(None, description="The bearer key for "
+                                          "embedding_base_url (write ${VAR} in the file).")
+    max_concurrent: int = Field(4, ge=1, description="Python graders, score model and "
+                                "embedding calls one API process runs at once; a request that "
+                                "waits 30 s for a turn gets 503 server_busy.")
+    _embedder: EmbeddingEndpoint | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _embedding_needs_a_model(self) -> Graders:
+        if self.embedding_base_url and not self.embedding_model:
+            raise ValueError("embedding_base_url is set without embedding_model: name the "
+                             "model the endpoint serves")
+        return self
 
     def settings(self) -> GraderSettings:
-        """What ``preftune.graders.grade`` is lent on this server."""
+        """What ``preftune.graders.grade`` is lent on this server (one embedder, so its cache
+        of vectors lasts across requests)."""
         endpoint = (ModelEndpoint(self.score_model_base_url, self.score_model_api_key)
                     if self.score_model_base_url else None)
+        if self._embedder is None and self.embedding_base_url and self.embedding_model:
+            self._embedder = EmbeddingEndpoint(self.embedding_base_url, self.embedding_model,
+                                               self.embedding_api_key)
         return GraderSettings(allow_python=self.allow_python,
                               python_timeout_s=self.python_timeout_s,
                               python_memory_mb=self.python_memory_mb,
-                              score_model_endpoint=endpoint)
+                              score_model_endpoint=endpoint, embedder=self._embedder)
 
 
 class Reinforcement(_Strict):
@@ -265,4 +288,4 @@ def _expand(value: Any, where: str) -> Any:
 def _first(error: ValidationError) -> str:
     problem = error.errors()[0]
     where = ".".join(str(p) for p in problem["loc"])
-    return f"{where}: {problem['msg']}"
+    return f"{where}: {problem['msg'].removeprefix('Value error, ')}"

@@ -22,11 +22,20 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from preftune.errors import ConfigError, GraderError
-from preftune.graders import Grader, MultiGrader, PythonGrader, check_item, validate
+from preftune.graders import (
+    Grader,
+    MultiGrader,
+    PythonGrader,
+    ScoreModelGrader,
+    TextSimilarityGrader,
+    check_item,
+    validate,
+)
 from preftune.graders.items import messages_problem
 from preftune.rlconfig import GRPO_SCHEMA, GRPOConfig, build_config
 from preftune.service.jobspec import InvalidRequest, JobSpec
@@ -84,6 +93,36 @@ def check_grader(data: Any, config: Graders, where: str) -> Grader:
     return grader
 
 
+def check_endpoints(grader: Grader, config: Graders, where: str) -> None:
+    """400 ``grader_unavailable`` for a grader (nested ones too) that needs an endpoint the
+    operator has not configured: a score_model grader without ``graders.score_model_base_url``,
+    a cosine text_similarity grader without ``graders.embedding_base_url``. A job is refused
+    up front rather than scoring every answer 0."""
+    for path, inner in walk(grader, where):
+        if isinstance(inner, ScoreModelGrader) and not config.score_model_base_url:
+            raise InvalidRequest(
+                f"{path}: score_model graders need a model endpoint, and this server has none "
+                "configured", f"{path}.type",
+                ["use string_check, text_similarity or python, or ask the operator to set "
+                 "graders.score_model_base_url"], code="grader_unavailable")
+        if isinstance(inner, TextSimilarityGrader) and inner.evaluation_metric == "cosine" \
+                and not config.embedding_base_url:
+            raise InvalidRequest(
+                f"{path}: evaluation_metric cosine needs an embedding model, and this server "
+                "has none configured", f"{path}.evaluation_metric",
+                ["use fuzzy_match, bleu, gleu, meteor or a rouge metric, or ask the operator "
+                 "to set graders.embedding_base_url and graders.embedding_model"],
+                code="grader_unavailable")
+
+
+def walk(grader: Grader, where: str) -> Iterator[tuple[str, Grader]]:
+    """Each grader in ``grader`` (itself first) with its JSON path."""
+    yield where, grader
+    if isinstance(grader, MultiGrader):
+        for key, sub in grader.graders.items():
+            yield from walk(sub, f"{where}.graders.{key}")
+
+
 def _field(message: str, where: str) -> str:
     """The JSON path a validation message starts with (``grader.graders.fmt.operation``)."""
     head = message.split(": ", 1)[0]
@@ -92,14 +131,8 @@ def _field(message: str, where: str) -> str:
 
 def python_at(grader: Grader, where: str) -> str | None:
     """The path of the first python grader in ``grader``, or None."""
-    if isinstance(grader, PythonGrader):
-        return where
-    if isinstance(grader, MultiGrader):
-        for key, sub in grader.graders.items():
-            found = python_at(sub, f"{where}.graders.{key}")
-            if found is not None:
-                return found
-    return None
+    return next((path for path, inner in walk(grader, where)
+                 if isinstance(inner, PythonGrader)), None)
 
 
 def build_spec(model: str, method: dict[str, Any], config: dict[str, Any] | None,
@@ -115,6 +148,7 @@ def build_spec(model: str, method: dict[str, Any], config: dict[str, Any] | None
                              ['e.g. "method": {"type": "reinforcement", "reinforcement": '
                               '{"grader": {"type": "string_check", ...}}}'])
     grader = check_grader(settings["grader"], server.graders, f"method.{METHOD}.grader")
+    check_endpoints(grader, server.graders, f"method.{METHOD}.grader")
     hyper = _hyperparameters(settings.get("hyperparameters"))
     values = dict(config or {})
     params = {name: f"config.{name}" for name in values}
@@ -326,6 +360,9 @@ def launch_config(config: dict[str, Any], training: Path, validation: Path | Non
               "python_memory_mb": graders.python_memory_mb}
     if graders.score_model_base_url:
         reward["score_model_base_url"] = graders.score_model_base_url
+    if graders.embedding_base_url:
+        reward.update(embedding_base_url=graders.embedding_base_url,
+                      embedding_model=graders.embedding_model)
     dataset: dict[str, Any] = {
         "dataset_name": str(training), "messages_field": "messages",
         "reward_functions": [{"type": "grader", "params": reward}],

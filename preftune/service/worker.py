@@ -230,8 +230,11 @@ class Worker:
                           str(run_dir), *(["--resume"] if resume else []),
                           *(["--trainer-processes", str(self.gpus)] if self.gpus > 1 else [])]
             command = [sys.executable, "-m", "preftune", *train_args]
-            if self.config.graders.score_model_api_key:
-                extra["PREFTUNE_SCORE_MODEL_API_KEY"] = self.config.graders.score_model_api_key
+            graders = self.config.graders
+            if graders.score_model_api_key:
+                extra["PREFTUNE_SCORE_MODEL_API_KEY"] = graders.score_model_api_key
+            if graders.embedding_api_key:
+                extra["PREFTUNE_EMBEDDING_API_KEY"] = graders.embedding_api_key
         else:
             config_path = job_dir / "train.yaml"
             write_text(config_path, yaml.safe_dump(

@@ -102,7 +102,23 @@ def test_run_a_python_grader(cli, write):
     (["--sample", "x", "--sample-file", "f.txt"], "give --sample or --sample-file, not both"),
     (["--sample", "x", "--item", "{nope"], "--item: not valid JSON"),
     (["--sample", "x", "--item", "[1]"], "--item: expected a JSON object"),
+    (["--sample", "x", "--embedding-base-url", "http://127.0.0.1:9/v1"],
+     "give --embedding-base-url and --embedding-model together"),
 ])
 def test_run_usage_errors_are_exit_2(cli, write, args, says):
     result = cli("graders", "run", write(EXACT), *args)
     assert result.code == 2 and f"error: {says}" in result.err, result.err
+
+
+def test_run_a_cosine_grader_against_an_embedding_endpoint(cli, write, embeddings, monkeypatch):
+    # letter counts: "abb" = (1, 2) over a, b and "ab" = (1, 1): 3 / (sqrt 5 · sqrt 2) = 0.9487
+    monkeypatch.setenv("PREFTUNE_EMBEDDING_API_KEY", "sk-embed")
+    cosine = {"type": "text_similarity", "name": "close", "evaluation_metric": "cosine",
+              "input": "{{sample.output_text}}", "reference": "{{item.answer}}"}
+    result = cli("graders", "run", write(cosine), "--sample", "abb", "--item",
+                 '{"answer": "ab"}', "--embedding-base-url", embeddings.base_url,
+                 "--embedding-model", "letters-1")
+    assert result.code == 0, result.err
+    assert result.out.startswith("reward 0.948683  (text_similarity grader 'close'")
+    assert embeddings.seen[0][0] == "Bearer sk-embed"
+    assert embeddings.seen[0][1]["model"] == "letters-1"

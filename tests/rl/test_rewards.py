@@ -439,8 +439,8 @@ def test_an_item_without_the_graders_field_is_a_data_error():
      r"rewards\[0\].params.grader.operation: unknown field"),
     ({"type": "text_similarity", "name": "sim", "input": "x", "reference": "y",
       "evaluation_metric": "cosine"},
-     r"rewards\[0\]: reward 'grader': grader 'sim': evaluation_metric cosine needs an "
-     r"embedding model"),
+     r"rewards\[0\]: reward 'grader': grader 'sim' uses evaluation_metric cosine: set params "
+     r"'embedding_base_url' \(an OpenAI-compatible endpoint"),
     ({"type": "score_model", "name": "judge", "model": "m",
       "input": [{"role": "user", "content": "{{sample.output_text}}"}]},
      r"reward 'grader': grader 'judge' is a score_model grader: set param "
@@ -450,6 +450,26 @@ def test_an_item_without_the_graders_field_is_a_data_error():
 def test_a_bad_grader_fails_at_build_time_naming_the_reward(grader, match):
     with pytest.raises(ConfigError, match=match):
         grader_reward(grader)
+
+
+def test_an_embedding_endpoint_needs_its_model():
+    with pytest.raises(ConfigError, match="set params 'embedding_base_url' and "
+                                          "'embedding_model' together"):
+        grader_reward(EXACT, embedding_base_url="http://127.0.0.1:9/v1")
+
+
+def test_a_cosine_grader_embeds_with_the_configured_endpoint(embeddings, monkeypatch):
+    # letter counts: "abb" = (1, 2) over a, b and "ab" = (1, 1): 3 / (sqrt 5 · sqrt 2) = 0.9487;
+    # "ccc" shares no letter with "ab": 0.
+    monkeypatch.setenv("PREFTUNE_EMBEDDING_API_KEY", "sk-embed")
+    cosine = {"type": "text_similarity", "name": "sim", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "evaluation_metric": "cosine"}
+    rewards = grader_reward(cosine, embedding_base_url=embeddings.base_url,
+                            embedding_model="letters-1")
+    assert score_group(rewards, ["abb", "ccc"], {"answer": "ab"}) == \
+        pytest.approx([3 / math.sqrt(10), 0.0])
+    assert {(auth, body["model"]) for auth, body in embeddings.seen} == \
+        {("Bearer sk-embed", "letters-1")}
 
 
 def test_the_grader_reward_needs_its_grader():

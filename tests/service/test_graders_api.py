@@ -6,6 +6,7 @@ runaway python grader is stopped while the server keeps answering, and the offic
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from pathlib import Path
@@ -135,6 +136,30 @@ def test_score_model_without_an_endpoint_is_a_model_server_error(client, keys):
     errors = body["metadata"]["errors"]
     assert body["reward"] == 0.0 and errors["model_grader_server_error"]
     assert "no score model endpoint configured" in errors["model_grader_server_error_details"]
+
+
+def test_cosine_embeds_with_the_operators_embedding_model(db, store, keys, embeddings):
+    # letter counts: "abb" = (1, 2) over a, b and "ab" = (1, 1): 3 / (sqrt 5 · sqrt 2) = 0.9487
+    grader = {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "evaluation_metric": "cosine"}
+    client = api(db, store, embedding_base_url=embeddings.base_url, embedding_model="letters-1",
+                 embedding_api_key="sk-embed")
+    body = run(client, keys.alice, grader, "abb", {"answer": "ab"})
+    assert body["reward"] == pytest.approx(3 / math.sqrt(10))
+    assert not any(v for k, v in body["metadata"]["errors"].items() if k != "messages")
+    assert embeddings.seen == [("Bearer sk-embed", {"model": "letters-1", "input": ["abb", "ab"],
+                                                    "encoding_format": "float"})]
+    run(client, keys.alice, grader, "ba", {"answer": "ab"})  # "ab" is cached
+    assert embeddings.seen[1][1]["input"] == ["ba"]
+
+
+def test_cosine_without_an_embedding_model_is_a_model_server_error(client, keys):
+    grader = {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+              "reference": "x", "evaluation_metric": "cosine"}
+    body = run(client, keys.alice, grader, "x")
+    errors = body["metadata"]["errors"]
+    assert body["reward"] == 0.0 and errors["model_grader_server_error"]
+    assert "no embedding model configured" in errors["model_grader_server_error_details"]
 
 
 # --------------------------------------------------------------------------------- validate

@@ -39,6 +39,8 @@ def test_a_file_with_environment_values_and_tenant_overrides(tmp_path, monkeypat
     ("tenants: {research: {max_running_jobs: -1}}", "tenants.research: max_running_jobs"),
     ("metrics_token: '${PREFTUNE_NOT_SET_ANYWHERE}'", "PREFTUNE_NOT_SET_ANYWHERE"),
     ("- a list", "must be a mapping"),
+    ("graders: {embedding_base_url: 'http://127.0.0.1:9/v1'}",
+     "graders: embedding_base_url is set without embedding_model"),
     ("limits: {max_epochs: [", "not valid YAML"),
 ])
 def test_a_bad_file_is_an_error_naming_the_setting(tmp_path, text, words):

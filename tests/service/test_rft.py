@@ -95,6 +95,36 @@ def test_python_graders_are_refused_where_the_operator_turned_them_off():
     build_spec("tiny", method(nested), None, None, ServiceConfig())  # allowed by default
 
 
+COSINE = {"type": "text_similarity", "name": "close", "input": "{{sample.output_text}}",
+          "reference": "{{item.answer}}", "evaluation_metric": "cosine"}
+JUDGE = {"type": "score_model", "name": "judge", "model": "j",
+         "input": [{"role": "user", "content": "{{sample.output_text}}"}]}
+
+
+@pytest.mark.parametrize(("grader", "param", "says"), [
+    (COSINE, "method.reinforcement.grader.evaluation_metric",
+     "evaluation_metric cosine needs an embedding model, and this server has none configured"),
+    ({"type": "multi", "name": "m", "graders": {"exact": GRADER, "close": COSINE},
+      "calculate_output": "exact + close"},
+     "method.reinforcement.grader.graders.close.evaluation_metric", "needs an embedding model"),
+    (JUDGE, "method.reinforcement.grader.type",
+     "score_model graders need a model endpoint, and this server has none configured"),
+])
+def test_a_grader_needing_an_endpoint_the_server_lacks_is_refused(grader, param, says):
+    with pytest.raises(InvalidRequest) as raised:
+        build_spec("tiny", method(grader), None, None, ServiceConfig())
+    assert (raised.value.code, raised.value.param) == ("grader_unavailable", param)
+    assert says in raised.value.message
+    lent = Graders(embedding_base_url="http://127.0.0.1:9/v1", embedding_model="e",
+                   score_model_base_url="http://127.0.0.1:9/v1")
+    build_spec("tiny", method(grader), None, None, ServiceConfig(graders=lent))
+
+
+def test_an_embedding_endpoint_needs_its_model():
+    with pytest.raises(ValueError, match="embedding_base_url is set without embedding_model"):
+        Graders(embedding_base_url="http://127.0.0.1:9/v1")
+
+
 # -------------------------------------------------------------------------------- the files
 
 
@@ -234,6 +264,12 @@ def test_the_launch_config_runs_the_grader_over_the_jobs_files(tmp_path):
     assert reward["params"] == {"grader": GRADER, "allow_python": True,
                                 "python_timeout_s": 3.0, "python_memory_mb": 128,
                                 "score_model_base_url": "http://127.0.0.1:9/v1"}
+    lent = Graders(embedding_base_url="http://127.0.0.1:8/v1", embedding_model="e-1")
+    cosine = build_spec("tiny", method(COSINE), None, None, ServiceConfig(graders=lent))
+    (reward,) = rft.launch_config(cosine.config, train, None, tmp_path,
+                                  ServiceConfig(graders=lent))["dataset"]["reward_functions"]
+    assert (reward["params"]["embedding_base_url"], reward["params"]["embedding_model"]) == \
+        ("http://127.0.0.1:8/v1", "e-1")
     spec = build_spec("tiny", method(), {"max_steps": 3}, None)
     assert rft.launch_config(spec.config, train, None, tmp_path, ServiceConfig())["trainer"][
         "training_steps"] == 3

@@ -7,6 +7,7 @@ letter the item names (``like``: the answer contains ``{{item.letter}}``). About
 in four of four tokens holds a "y" at the start; training makes it most of them.
 """
 
+import contextlib
 import json
 import time
 
@@ -16,6 +17,7 @@ import pytest
 from preftune.service.app import create_app
 from preftune.service.auth import create_key
 from preftune.service.db import Database
+from preftune.service.limits import Graders, ServiceConfig
 from preftune.service.store import Store
 
 pytestmark = pytest.mark.slow
@@ -39,20 +41,26 @@ def items(n, offset=0):
     return "".join(lines).encode()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, serving):
-    root = tmp_path_factory.mktemp("rft-service")
+def running(root, serving, config=None):
+    """A server with one embedded worker: (openai client, store) while in the block."""
     db = Database(f"sqlite:///{root / 'service.db'}")
     db.migrate()
     store = Store(root / "store")
     _, key = create_key(db, "rft", "team-rft")
-    app = create_app(db, store, embedded_workers=1,
+    app = create_app(db, store, config=config, embedded_workers=1,
                      worker_options={"lease_s": 10.0, "poll_s": 0.2, "grace_s": 20.0})
-    with serving(app) as url:  # the lifespan stops the worker at the end
-        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-        yield client, store
-        client.close()
-    db.dispose()
+    try:
+        with serving(app) as url:  # the lifespan stops the worker at the end
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+            yield client, store
+            client.close()
+    finally:
+        db.dispose()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, serving):
+    yield from running(tmp_path_factory.mktemp("rft-service"), serving)
 
 
 def wait_for(client, job_id, statuses):
@@ -134,3 +142,32 @@ def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
     steps = [json.loads(line)["step"] for line in
              (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 13))  # the steps after the checkpoint, run once more
+
+
+def test_a_cosine_grader_job_embeds_with_the_operators_endpoint(tmp_path, serving, embeddings):
+    """The operator's embedding endpoint and key reach the job's environment: every answer is
+    scored by the cosine of letter counts against the item's word."""
+    config = ServiceConfig(graders=Graders(embedding_base_url=embeddings.base_url,
+                                           embedding_model="letters-1",
+                                           embedding_api_key="sk-embed"))
+    with contextlib.contextmanager(running)(tmp_path, serving, config) as (client, _):
+        lines = "".join(json.dumps({"messages": [{"role": "user", "content": f"Say {w}."}],
+                                    "word": w}) + "\n" for w in ["hello", "moon", "tree", "sun"])
+        train = client.files.create(file=("train.jsonl", lines.encode()), purpose="fine-tune")
+        grader = {"type": "text_similarity", "name": "close", "evaluation_metric": "cosine",
+                  "input": "{{sample.output_text}}", "reference": "{{item.word}}"}
+        method = {"type": "reinforcement", "reinforcement": {
+            "grader": grader, "hyperparameters": {"n_epochs": 1, "batch_size": 2}}}
+        job = client.fine_tuning.jobs.create(
+            model="tiny", training_file=train.id, method=method,
+            extra_body={"config": {"lora": False, "max_tokens": 4, "seq_len": 128}})
+        job = wait_for(client, job.id, ("succeeded", "failed", "cancelled"))
+        assert job.status == "succeeded", job.error
+        events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
+    rewards = [e.data["mean_reward"] for e in events
+               if e.type == "metrics" and "mean_reward" in e.data]
+    assert len(rewards) == 2 and all(0.0 <= r <= 1.0 for r in rewards)
+    assert embeddings.seen and all(auth == "Bearer sk-embed" and body["model"] == "letters-1"
+                                   for auth, body in embeddings.seen)
+    embedded = {text for _, body in embeddings.seen for text in body["input"]}
+    assert {"hello", "moon", "tree", "sun"} <= embedded  # each reference, once or more

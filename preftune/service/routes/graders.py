@@ -22,15 +22,15 @@ from fastapi import APIRouter, Request
 from preftune.graders import (
     Grader,
     GradeResult,
-    MultiGrader,
     PythonGrader,
     ScoreModelGrader,
+    TextSimilarityGrader,
     grade,
 )
 from preftune.service.deps import CurrentPrincipal, ServiceDep
 from preftune.service.jobspec import InvalidRequest
 from preftune.service.limits import Graders
-from preftune.service.rft import check_grader
+from preftune.service.rft import check_grader, walk
 from preftune.service.schemas import (
     GraderRun,
     GraderRunErrors,
@@ -91,9 +91,10 @@ def checked(data: dict[str, Any], config: Graders) -> Grader:
 
 def _costly(grader: Grader) -> bool:
     """Whether grading starts a process or calls a model (and so takes a turn)."""
-    if isinstance(grader, MultiGrader):
-        return any(_costly(sub) for sub in grader.graders.values())
-    return isinstance(grader, PythonGrader | ScoreModelGrader)
+    return any(isinstance(inner, PythonGrader | ScoreModelGrader)
+               or (isinstance(inner, TextSimilarityGrader)
+                   and inner.evaluation_metric == "cosine")
+               for _, inner in walk(grader, "grader"))
 
 
 @contextmanager
@@ -102,8 +103,8 @@ def _turn(slots: threading.BoundedSemaphore, grader: Grader, config: Graders) ->
         yield
         return
     if not slots.acquire(timeout=WAIT_S):
-        raise Busy(f"the server is running {config.max_concurrent} other python or score "
-                   "model graders right now", ["retry in a minute"])
+        raise Busy(f"the server is running {config.max_concurrent} other python, score model "
+                   "or embedding graders right now", ["retry in a minute"])
     try:
         yield
     finally:
@@ -148,8 +149,9 @@ def error_flags(result: GradeResult) -> GraderRunErrors:
             flags.formula_parse_error = True
         elif any(cue in message for cue in _MODEL_PARSE):
             flags.model_grader_parse_error = True
-        elif "score model endpoint" in message or "answered" in message \
-                or "could not reach" in message or "did not answer" in message:
+        elif "score model endpoint" in message or "embedding model" in message \
+                or "answered" in message or "could not reach" in message \
+                or "did not answer" in message:
             flags.model_grader_server_error = True
             flags.model_grader_server_error_details = message
         elif message.startswith("sample:"):
