@@ -410,6 +410,8 @@ class MetricsPage(BaseModel):
     data: list[dict[str, Any]]
     next_offset: int = Field(description="Pass as offset to read the rows written after "
                              "these.")
+    next_eval_offset: int = Field(0, description="Pass as eval_offset to read a reinforcement "
+                                  "job's evaluation rows written after these.")
     has_more: bool
 
 

@@ -222,7 +222,8 @@ def job_id(client, keys):
 def test_metrics_are_read_from_an_offset(client, keys, store, job_id):
     url = f"/v1/fine_tuning/jobs/{job_id}/metrics"
     empty = client.get(url, headers=auth(keys.alice)).json()
-    assert empty == {"object": "list", "data": [], "next_offset": 0, "has_more": False}
+    assert empty == {"object": "list", "data": [], "next_offset": 0, "next_eval_offset": 0,
+                     "has_more": False}
     run = store.run_dir(job_id)
     run.mkdir(parents=True)
     for step in (1, 2, 3):
@@ -238,6 +239,33 @@ def test_metrics_are_read_from_an_offset(client, keys, store, job_id):
         f.write('ss": 0.2}\n')
     more = client.get(url, params={"offset": 3}, headers=auth(keys.alice)).json()
     assert more["data"] == [{"step": 4, "loss": 0.2}]
+
+
+def test_a_reinforcement_jobs_eval_rewards_come_after_its_training_rows(client, keys, store):
+    rft = {"messages": [{"role": "user", "content": "2 + 2?"}], "answer": "4"}
+    file_id = upload(client, keys.alice, json.dumps(rft) + "\n", name="rft.jsonl")
+    grader = {"type": "string_check", "name": "exact", "input": "{{sample.output_text}}",
+              "reference": "{{item.answer}}", "operation": "eq"}
+    r = client.post("/v1/fine_tuning/jobs", headers=auth(keys.alice), json={
+        "model": "tiny", "training_file": file_id,
+        "method": {"type": "reinforcement", "reinforcement": {"grader": grader}}})
+    assert r.status_code == 200, r.text
+    url = f"/v1/fine_tuning/jobs/{r.json()['id']}/metrics"
+    run = store.run_dir(r.json()["id"])
+    run.mkdir(parents=True)
+    for step in (1, 2, 3):
+        append_jsonl(run / "metrics.jsonl", {"step": step, "mean_reward": step / 4})
+    for step in (0, 2):
+        append_jsonl(run / "eval.jsonl", {"step": step, "eval/mean_reward": step / 3})
+    page = client.get(url, params={"limit": 4}, headers=auth(keys.alice)).json()
+    assert [(r["step"], "eval/mean_reward" in r) for r in page["data"]] == \
+        [(1, False), (2, False), (3, False), (0, True)]
+    assert (page["next_offset"], page["next_eval_offset"], page["has_more"]) == (3, 1, True)
+    append_jsonl(run / "eval.jsonl", {"step": 4, "eval/mean_reward": 1.0})
+    rest = client.get(url, params={"offset": 3, "eval_offset": 1},
+                      headers=auth(keys.alice)).json()
+    assert [r["step"] for r in rest["data"]] == [2, 4]
+    assert (rest["next_offset"], rest["next_eval_offset"], rest["has_more"]) == (3, 3, False)
 
 
 def test_metrics_are_the_tenants_own(client, keys, job_id):

@@ -35,6 +35,7 @@ from preftune.service.jobspec import (
     with_integrations,
 )
 from preftune.service.limits import ServiceConfig
+from preftune.service.rft import EVAL_LOG
 from preftune.service.rft import METHOD as RFT
 from preftune.service.schemas import (
     ID_PATTERN,
@@ -320,16 +321,26 @@ def list_metrics(
     job_id: JobId, principal: CurrentPrincipal, service: ServiceDep,
     offset: Annotated[int, Query(ge=0, description="Rows already read: the next_offset of "
                                  "the page before (0: from the first row).")] = 0,
+    eval_offset: Annotated[int, Query(ge=0, description="A reinforcement job's evaluation "
+                                      "rows already read: the next_eval_offset of the page "
+                                      "before.")] = 0,
     limit: Annotated[int, Query(ge=1, le=10000)] = 2000,
 ) -> MetricsPage:
     """preftune extension: the run's ``metrics.jsonl`` rows (training rows, and evaluation
-    rows whose names start with ``eval/``) in the order written, from row ``offset`` on. A
-    page polls with the ``next_offset`` it was given, so it reads each row once."""
+    rows whose names start with ``eval/``) in the order written, from row ``offset`` on; then,
+    for a reinforcement job, its eval reward rows (``eval/mean_reward``, ...) from row
+    ``eval_offset`` on. A page polls with the ``next_offset`` and ``next_eval_offset`` it was
+    given, so it reads each row once."""
     job = queue.get_job(service.db, principal.tenant_id, job_id)
-    rows = _metrics_rows(service.store.run_dir(job.id) / METRICS)
+    run_dir = service.store.run_dir(job.id)
+    rows = _metrics_rows(run_dir / METRICS)
     page = rows[offset:offset + limit]
-    return MetricsPage(data=page, next_offset=offset + len(page),
-                       has_more=offset + len(page) < len(rows))
+    evals = _metrics_rows(run_dir / EVAL_LOG) if job.config.get("method") == RFT else []
+    eval_page = evals[eval_offset:eval_offset + limit - len(page)]
+    return MetricsPage(data=page + eval_page, next_offset=offset + len(page),
+                       next_eval_offset=eval_offset + len(eval_page),
+                       has_more=offset + len(page) < len(rows)
+                       or eval_offset + len(eval_page) < len(evals))
 
 
 def _metrics_rows(path: pathlib.Path) -> list[dict[str, Any]]:

@@ -76,7 +76,7 @@ export const CHART_GROUPS = [
   { title: "accuracy", keys: ["accuracy", "eval/accuracy"] },
   { title: "margin", keys: ["margin", "eval/margin"] },
   { title: "rewards", keys: ["chosen_reward", "rejected_reward", "eval/chosen_reward",
-    "eval/rejected_reward", "mean_reward", "reward_std"] },
+    "eval/rejected_reward", "mean_reward", "reward_std", "eval/mean_reward"] },
   { title: "KL and entropy", keys: ["kl", "entropy"] },
   { title: "clipped tokens", keys: ["clip_frac"] },
   { title: "learning rate", keys: ["learning_rate"] },

@@ -61,6 +61,7 @@ export function jobView(main, id) {
   let job = null;
   let rows = [];
   let offset = 0;
+  let evalOffset = 0;  // a reinforcement job's eval reward rows, read separately
   let lastCheckpoints = "";
   let ended = false;
 
@@ -141,13 +142,14 @@ export function jobView(main, id) {
     job = await api(`/v1/fine_tuning/jobs/${id}`);
     renderJob();
     const [page, eventList, checkpointList] = await Promise.all([
-      api(`/v1/fine_tuning/jobs/${id}/metrics?offset=${offset}`),
+      api(`/v1/fine_tuning/jobs/${id}/metrics?offset=${offset}&eval_offset=${evalOffset}`),
       api(`/v1/fine_tuning/jobs/${id}/events?limit=100`),
       api(`/v1/fine_tuning/jobs/${id}/checkpoints?limit=100`)]);
     if (page.data.length) {
       if (!rows.length) charts.replaceChildren();  // the placeholder goes
       rows = rows.concat(page.data);
       offset = page.next_offset;
+      evalOffset = page.next_eval_offset;
       curves.showRun(rows);
     } else if (!rows.length) {
       charts.replaceChildren(el("p", { class: "muted" }, ENDED.has(job.status)

@@ -31,7 +31,8 @@ function progressCell(job, row) {
 
 async function latestMetrics(job) {
   const events = await api(`/v1/fine_tuning/jobs/${job.id}/events?limit=20`);
-  return events.data.find((e) => e.type === "metrics" && e.data && !("eval/loss" in e.data))?.data;
+  return events.data.find((e) => e.type === "metrics" && e.data
+    && !Object.keys(e.data).some((k) => k.startsWith("eval/")))?.data;
 }
 
 export function jobsView(main) {
