@@ -297,10 +297,18 @@ def best_sentence(comparison: Comparison) -> str:
     if c.best is None:
         return f"no run has logged {c.metric} yet, so none is ranked"
     text = f"best by {c.metric}: {c.best.name} ({format_value(c.score(c.best))})"
-    if c.runner_up is not None:
-        text += (f"; runner-up: {c.runner_up.name} ({format_value(c.score(c.runner_up))}), "
-                 f"gap {format_value(c.gap)}")
-    return text
+    if c.runner_up is None:
+        return text
+    if c.gap:
+        return (text + f"; runner-up: {c.runner_up.name} "
+                f"({format_value(c.score(c.runner_up))}), gap {format_value(c.gap)}")
+    # A tie: say what decided it, so an equal score does not read as a win.
+    text += f"; tied with {c.runner_up.name}"
+    ours, theirs = c.best.final.get(TIEBREAK), c.runner_up.final.get(TIEBREAK)
+    if c.metric != TIEBREAK and ours is not None and ours != theirs:
+        return (text + f", lower {TIEBREAK} decides ({format_value(ours)} against "
+                f"{format_value(theirs) if theirs is not None else 'none logged'})")
+    return text + ", ranked by name"
 
 
 # --------------------------------------------------------------------------------- report

@@ -148,6 +148,10 @@ def test_runs_without_the_metric_rank_last_and_ties_go_by_eval_loss_then_name(tm
     comparison = compare_runs([no_eval, c, b, a])
     assert names(comparison.runs) == ["b", "a", "c", "0-no-eval"]
     assert comparison.gap == 0.0 and comparison.runs[0].params == {}
+    assert best_sentence(comparison) == ("best by eval/accuracy: b (0.700); tied with a, lower "
+                                         "eval/loss decides (0.500 against 0.600)")
+    assert best_sentence(compare_runs([c, a])) == ("best by eval/accuracy: a (0.700); tied "
+                                                   "with c, ranked by name")
     alone = compare_runs([no_eval])
     assert alone.best is None and alone.gap is None
     assert best_sentence(alone) == "no run has logged eval/accuracy yet, so none is ranked"
