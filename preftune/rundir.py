@@ -2,7 +2,8 @@
 
     config.json         the resolved config, library versions, dataset fingerprint
     metrics.jsonl       one JSON object per logged step (eval rows carry ``eval/`` names)
-    checkpoints.jsonl   one row per durable checkpoint: name, epoch, step, state_path, model_path
+    checkpoints.jsonl   one row per durable checkpoint: name, epoch (null for GRPO, which has no
+                        epochs), step, state_path, model_path
     checkpoints/<name>/ model/ (weights or adapter), trainer_state.pt (optimizer, scheduler,
                         RNG states, data position)
     final/              loadable with from_pretrained (or peft), tokenizer included

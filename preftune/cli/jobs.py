@@ -570,8 +570,8 @@ class StepDisplay:
             return
         status = f"loss {_number(row.get('loss'))} acc {_number(row.get('accuracy'), 2)}"
         if "mean_reward" in row:
-            status = (f"reward {_number(row.get('mean_reward'))} "
-                      f"kl {_number(row.get('kl'))}")
+            status = f"reward {_number(row.get('mean_reward'))}" + (
+                f" kl {_number(row['kl'])}" if "kl" in row else "")
         if not self.live:
             out.print(f"step {step}: {status}")
             return

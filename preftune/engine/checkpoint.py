@@ -31,9 +31,13 @@ class Position:
 
 
 def save_checkpoint(run: RunDir, name: str, model: Any, optimizer_state: dict[str, Any],
-                    scheduler: Any, position: Position, epoch_progress: float,
+                    scheduler: Any, position: Position, epoch_progress: float | None,
                     keep: int | None, weights: dict[str, torch.Tensor] | None = None) -> None:
     """Write checkpoint ``name`` and, once it is durable, append its manifest row.
+
+    ``epoch_progress`` (epochs done, 1.5 = half-way through the second) is None for a trainer
+    that has no epochs (GRPO: the environment decides what data it sees); the row's ``epoch``
+    is then null rather than a number that would read as one.
 
     ``weights`` is the model's state dict where ``model`` does not hold it whole (FSDP shards);
     None saves the model's own parameters.
@@ -43,7 +47,8 @@ def save_checkpoint(run: RunDir, name: str, model: Any, optimizer_state: dict[st
         torch.save({"optimizer": optimizer_state, "scheduler": scheduler.state_dict(),
                     "rng": _rng_state(), "position": asdict(position)}, tmp / STATE_FILE)
     relative = f"checkpoints/{name}"
-    run.add_checkpoint({"name": name, "epoch": round(epoch_progress, 4), "step": position.step,
+    epoch = None if epoch_progress is None else round(epoch_progress, 4)
+    run.add_checkpoint({"name": name, "epoch": epoch, "step": position.step,
                         "state_path": relative, "model_path": f"{relative}/model"}, keep)
 
 

@@ -103,7 +103,7 @@ def load_optimizer_state(accelerator: Accelerator, model: Any, optimizer: Any,
 
 
 def save_checkpoint_all(accelerator: Accelerator, run: RunDir, model: Any, policy: Any,
-                        optimizer: Any, scheduler: Any, position: Position, progress: float,
+                        optimizer: Any, scheduler: Any, position: Position, progress: float | None,
                         keep: int | None) -> None:
     """Checkpoint ``step-<step>``: every process takes part in gathering the state, the main
     one writes it (``checkpoint.save_checkpoint``), and all go on together once it is durable.

@@ -115,7 +115,8 @@ def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor
     bound was the smaller term, which zeroes the token's gradient: ``r > 1 + clip_eps_high``
     with ``A > 0`` (``clip_frac_high``) or ``r < 1 - clip_eps`` with ``A < 0``
     (``clip_frac_low``), never ``A = 0``; ``ratio_mean`` over completion tokens; ``kl``, the
-    mean k3 over completion tokens (0 without ``ref_logps``; computed whenever it is given);
+    mean k3 over completion tokens, only where ``ref_logps`` is given (computed whenever it is;
+    without it the KL is not measured, and a 0 would read as "the policy has not moved");
     ``advantage_mean`` over the B sequences; ``tokens``, the number of completion tokens.
     """
     eps_high = clip_eps if clip_eps_high is None else clip_eps_high
@@ -165,10 +166,11 @@ def grpo_loss(policy_logps: Tensor, old_logps: Tensor | None, advantages: Tensor
             "clip_frac_low": float(low.sum()) / n_tokens,
             "clip_frac_high": float(high.sum()) / n_tokens,
             "ratio_mean": float(torch.where(is_token, ratio, 0.0).sum()) / n_tokens,
-            "kl": float(torch.where(is_token, kl, 0.0).sum()) / n_tokens,
             "advantage_mean": float(advantages.float().mean()),
             "tokens": float(tokens_B.sum()),
         }
+        if ref_logps is not None:
+            metrics["kl"] = float(torch.where(is_token, kl, 0.0).sum()) / n_tokens
     return GRPOOutput(loss, metrics)
 
 

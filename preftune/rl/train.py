@@ -149,7 +149,7 @@ def _train_grpo(given: GRPOConfig | None, resume: Path | None,
 
     def save_at(at: int) -> None:
         save_checkpoint_all(accelerator, run, model, policy, optimizer, scheduler,
-                            Position(0, at, at), float(at), cfg.save_total_limit)
+                            Position(0, at, at), None, cfg.save_total_limit)
 
     with contextlib.closing(publisher), \
             training_steps(stop, hooks if main else None, lambda: step, OOM_ADVICE):
@@ -316,7 +316,9 @@ def grpo_step(accelerator: Accelerator, model: Any, scorer: CompletionLogps, ref
     batch_tokens = int((batch.labels != PROMPT).sum())
     size = math.ceil(n / cfg.gradient_accumulation_steps)
     micro_batches = process_share(list(range(n)), size, accelerator)
-    sums = dict.fromkeys(("loss", "tokens", "entropy", "advantage", *TOKEN_MEANS), 0.0)
+    # The KL is measured only against a reference, which the trainer keeps for kl_coef > 0.
+    means = [key for key in TOKEN_MEANS if key != "kl" or cfg.kl_coef > 0]
+    sums = dict.fromkeys(("loss", "tokens", "entropy", "advantage", *means), 0.0)
     for k, rows in enumerate(micro_batches):
         part = batch.select(rows or [0]).to(accelerator.device)
         sync = k == len(micro_batches) - 1
@@ -337,7 +339,7 @@ def grpo_step(accelerator: Accelerator, model: Any, scorer: CompletionLogps, ref
             sums["tokens"] += tokens
             sums["entropy"] += float(entropy.sum()) if entropy is not None else 0.0
             sums["advantage"] += out.metrics["advantage_mean"] * len(rows)
-            for key in TOKEN_MEANS:
+            for key in means:
                 sums[key] += out.metrics[key] * tokens
     return summed_over_processes(accelerator, sums)
 
@@ -349,7 +351,7 @@ def step_row(step: int, sums: dict[str, float], batch: Sequences, grad_norm: flo
     tokens = max(sums["tokens"], 1.0)
     scores = torch.tensor(batch.scores, dtype=torch.float64)
     return {"step": step, "loss": sums["loss"],
-            **{key: sums[key] / tokens for key in TOKEN_MEANS},
+            **{key: sums[key] / tokens for key in TOKEN_MEANS if key in sums},
             "entropy": sums["entropy"] / tokens,
             "mean_reward": float(scores.mean()), "reward_std": float(scores.std(correction=0)),
             "advantage_mean": sums["advantage"] / len(batch.scores),

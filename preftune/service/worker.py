@@ -487,9 +487,9 @@ def describe_metrics(row: dict[str, Any]) -> str:
                 f"{int(row.get('eval/completions', 0))} answers to "
                 f"{int(row.get('eval/items', 0))} items)")
     if "mean_reward" in row:
+        kl = f"kl={row['kl']:.4f}, " if "kl" in row else ""  # measured only with kl_coef > 0
         return (f"Step {step}: mean reward={row['mean_reward']:.4f}, "
-                f"reward std={row.get('reward_std', float('nan')):.4f}, "
-                f"kl={row.get('kl', float('nan')):.4f}, "
+                f"reward std={row.get('reward_std', float('nan')):.4f}, {kl}"
                 f"clip fraction={row.get('clip_frac', float('nan')):.3f}")
     if "eval/loss" in row:
         return (f"Step {step}: eval loss={row['eval/loss']:.4f}, "

@@ -98,7 +98,8 @@ def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server):
     metrics = [e.data for e in events if e.type == "metrics"]
     train_rows = sorted((m for m in metrics if "mean_reward" in m), key=lambda m: m["step"])
     assert [m["step"] for m in train_rows] == list(range(1, 37))  # 48 items x 3 / 4 a step
-    assert all(0.0 <= m["mean_reward"] <= 1.0 and "kl" in m and "clip_frac" in m
+    # kl_coef 0 (the default): no reference model, so no KL is measured or reported
+    assert all(0.0 <= m["mean_reward"] <= 1.0 and "kl" not in m and "clip_frac" in m
                for m in train_rows)
     assert any("mean reward=" in e.message for e in events)
     evals = sorted((m for m in metrics if "eval/mean_reward" in m), key=lambda m: m["step"])
@@ -160,13 +161,14 @@ def test_a_cosine_grader_job_embeds_with_the_operators_endpoint(tmp_path, servin
             "grader": grader, "hyperparameters": {"n_epochs": 1, "batch_size": 2}}}
         job = client.fine_tuning.jobs.create(
             model="tiny", training_file=train.id, method=method,
-            extra_body={"config": {"lora": False, "max_tokens": 4, "seq_len": 128}})
+            extra_body={"config": {"max_tokens": 4, "seq_len": 128, "kl_coef": 0.05}})
         job = wait_for(client, job.id, ("succeeded", "failed", "cancelled"))
         assert job.status == "succeeded", job.error
         events = list(client.fine_tuning.jobs.list_events(job.id, limit=100))
-    rewards = [e.data["mean_reward"] for e in events
-               if e.type == "metrics" and "mean_reward" in e.data]
-    assert len(rewards) == 2 and all(0.0 <= r <= 1.0 for r in rewards)
+    rows = [e.data for e in events if e.type == "metrics" and "mean_reward" in e.data]
+    assert len(rows) == 2 and all(0.0 <= r["mean_reward"] <= 1.0 for r in rows)
+    assert all(r["kl"] >= 0.0 for r in rows)  # kl_coef > 0: the KL to the base is measured
+    assert any(", kl=" in e.message for e in events)
     assert embeddings.seen and all(auth == "Bearer sk-embed" and body["model"] == "letters-1"
                                    for auth, body in embeddings.seen)
     embedded = {text for _, body in embeddings.seen for text in body["input"]}
