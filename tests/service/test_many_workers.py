@@ -19,7 +19,7 @@ from preftune.service.jobspec import build_spec
 from preftune.service.pipeline import register_local_file
 from preftune.service.worker import validate_once
 
-JOBS = 12
+JOBS = 8
 
 
 def test_concurrent_claims_respect_caps_and_claim_each_job_once(db):
@@ -71,7 +71,7 @@ def test_concurrent_claims_respect_caps_and_claim_each_job_once(db):
 
 @pytest.mark.postgres
 @pytest.mark.slow
-def test_two_workers_run_twelve_jobs_exactly_once(postgres_url, store, tmp_path):
+def test_two_workers_run_eight_jobs_exactly_once(postgres_url, store, tmp_path):
     from preftune.data.sample import iter_samples
     from preftune.service.db import Database
 

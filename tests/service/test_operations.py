@@ -173,7 +173,7 @@ def write_config(path: Path, text: str) -> Path:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_small_tenants_start_before_the_big_tenants_fourth_job(postgres_url, tmp_path):
-    """3 tenants on PostgreSQL with two workers: tenant big submits 40 jobs, then two small
+    """3 tenants on PostgreSQL with two workers: tenant big submits 20 jobs, then two small
     tenants 2 each. Every small job starts before big's fourth; no answer is a 5xx; the API's
     p99 latency under that load is printed."""
     from preftune.service.auth import create_key
@@ -203,7 +203,7 @@ def test_small_tenants_start_before_the_big_tenants_fourth_job(postgres_url, tmp
                    for api in apis.values()]
         for thread in pollers:
             thread.start()
-        big = [apis["big"].create_job(files["big"])["id"] for _ in range(40)]
+        big = [apis["big"].create_job(files["big"])["id"] for _ in range(20)]
         small = [apis[name].create_job(files[name])["id"]
                  for name in ("small-1", "small-2") for _ in range(2)]
         for i in range(2):
