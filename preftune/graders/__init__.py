@@ -23,6 +23,7 @@ from preftune.graders.models import (
     StringCheckGrader,
     TextSimilarityGrader,
     validate,
+    walk,
 )
 from preftune.graders.score_model import ModelEndpoint
 
@@ -43,4 +44,5 @@ __all__ = [
     "grade",
     "normalize_sample",
     "validate",
+    "walk",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -132,6 +133,15 @@ MultiGrader.model_rebuild()
 
 class _Root(BaseModel):
     grader: Grader
+
+
+def walk(grader: Grader, where: str = "grader") -> Iterator[tuple[str, Grader]]:
+    """Each grader in ``grader`` (itself first, then a multi grader's, depth first) with its
+    JSON path (``grader.graders.exact``)."""
+    yield where, grader
+    if isinstance(grader, MultiGrader):
+        for key, sub in grader.graders.items():
+            yield from walk(sub, f"{where}.graders.{key}")
 
 
 def validate(data: Any, where: str = "grader") -> Grader:

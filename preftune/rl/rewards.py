@@ -41,12 +41,12 @@ from preftune.graders import (
     Grader,
     GraderSettings,
     ModelEndpoint,
-    MultiGrader,
     ScoreModelGrader,
     TextSimilarityGrader,
     check_item,
     grade,
     validate,
+    walk,
 )
 
 RewardFn = Callable[..., float]
@@ -278,17 +278,10 @@ def cosine_scaled(completion: str, answer: str | None, *, min_value_correct: flo
     return max_value_wrong + (min_value_wrong - max_value_wrong) * (1 + c) / 2
 
 
-def _nested(grader: Grader) -> list[Grader]:
-    """``grader`` and every grader inside it."""
-    if isinstance(grader, MultiGrader):
-        return [grader, *(g for sub in grader.graders.values() for g in _nested(sub))]
-    return [grader]
-
-
 def _check_grader(params: Mapping[str, Any]) -> None:
     if bool(params["embedding_base_url"]) != bool(params["embedding_model"]):
         raise ValueError("set params 'embedding_base_url' and 'embedding_model' together")
-    for inner in _nested(params["grader"]):
+    for _, inner in walk(params["grader"]):
         if isinstance(inner, TextSimilarityGrader) and inner.evaluation_metric == "cosine" \
                 and params["embedding_base_url"] is None:
             raise ValueError(f"grader '{inner.name}' uses evaluation_metric cosine: set params "

@@ -22,19 +22,18 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from preftune.errors import ConfigError, GraderError
 from preftune.graders import (
     Grader,
-    MultiGrader,
     PythonGrader,
     ScoreModelGrader,
     TextSimilarityGrader,
     check_item,
     validate,
+    walk,
 )
 from preftune.graders.items import messages_problem
 from preftune.rlconfig import GRPO_SCHEMA, GRPOConfig, build_config
@@ -113,14 +112,6 @@ def check_endpoints(grader: Grader, config: Graders, where: str) -> None:
                 ["use fuzzy_match, bleu, gleu, meteor or a rouge metric, or ask the operator "
                  "to set graders.embedding_base_url and graders.embedding_model"],
                 code="grader_unavailable")
-
-
-def walk(grader: Grader, where: str) -> Iterator[tuple[str, Grader]]:
-    """Each grader in ``grader`` (itself first) with its JSON path."""
-    yield where, grader
-    if isinstance(grader, MultiGrader):
-        for key, sub in grader.graders.items():
-            yield from walk(sub, f"{where}.graders.{key}")
 
 
 def _field(message: str, where: str) -> str:

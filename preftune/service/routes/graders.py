@@ -26,11 +26,12 @@ from preftune.graders import (
     ScoreModelGrader,
     TextSimilarityGrader,
     grade,
+    walk,
 )
 from preftune.service.deps import CurrentPrincipal, ServiceDep
 from preftune.service.jobspec import InvalidRequest
 from preftune.service.limits import Graders
-from preftune.service.rft import check_grader, walk
+from preftune.service.rft import check_grader
 from preftune.service.schemas import (
     GraderRun,
     GraderRunErrors,
@@ -94,7 +95,7 @@ def _costly(grader: Grader) -> bool:
     return any(isinstance(inner, PythonGrader | ScoreModelGrader)
                or (isinstance(inner, TextSimilarityGrader)
                    and inner.evaluation_metric == "cosine")
-               for _, inner in walk(grader, "grader"))
+               for _, inner in walk(grader))
 
 
 @contextmanager
