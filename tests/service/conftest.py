@@ -82,3 +82,24 @@ def client(db, store):
     from preftune.service.app import create_app
 
     return TestClient(create_app(db, store))
+
+
+def wait_for_job(client, job_id: str, statuses: tuple[str, ...], timeout_s: float,
+                 poll_s: float = 0.5):
+    """Poll an ``openai`` client until the job is in one of ``statuses``; fail after
+    ``timeout_s`` naming the status it was still in."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = client.fine_tuning.jobs.retrieve(job_id)
+        if job.status in statuses:
+            return job
+        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
+        time.sleep(poll_s)
+
+
+@pytest.fixture(scope="session")
+def wait_job():
+    """``wait_job(client, job_id, statuses, timeout_s)``: the job once it reaches a status."""
+    return wait_for_job

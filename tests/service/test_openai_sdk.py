@@ -75,17 +75,12 @@ def server(tmp_path_factory):
     assert not thread.is_alive(), "the server did not shut down"
 
 
-def wait_for(client, job_id, statuses):
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(0.5)
+@pytest.fixture
+def wait_for(wait_job):
+    return lambda client, job_id, statuses: wait_job(client, job_id, statuses, TIMEOUT_S)
 
 
-def test_a_job_trains_and_reports_through_the_sdk(server):
+def test_a_job_trains_and_reports_through_the_sdk(server, wait_for):
     client, store, _ = server
     upload = client.files.create(file=("pairs.jsonl", pairs_jsonl()), purpose="fine-tune")
     assert (upload.object, upload.purpose, upload.status) == ("file", "fine-tune", "processed")
@@ -126,7 +121,7 @@ def test_a_job_trains_and_reports_through_the_sdk(server):
     assert client.files.content(results).read() == (run_dir / "metrics.jsonl").read_bytes()
 
 
-def test_a_cancelled_job_ends_cancelled(server):
+def test_a_cancelled_job_ends_cancelled(server, wait_for):
     client, _, _ = server
     upload = client.files.create(file=("pairs.jsonl", pairs_jsonl()), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(model="tiny", training_file=upload.id, method=DPO,
@@ -138,7 +133,7 @@ def test_a_cancelled_job_ends_cancelled(server):
         client.fine_tuning.jobs.cancel(job.id)
 
 
-def test_a_bad_record_fails_the_job_naming_it(server):
+def test_a_bad_record_fails_the_job_naming_it(server, wait_for):
     client, _, _ = server
     upload = client.files.create(file=("pairs.jsonl", pairs_jsonl(8, broken=3)),
                                  purpose="fine-tune")

@@ -63,17 +63,12 @@ def server(tmp_path_factory, serving):
     yield from running(tmp_path_factory.mktemp("rft-service"), serving)
 
 
-def wait_for(client, job_id, statuses):
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        job = client.fine_tuning.jobs.retrieve(job_id)
-        if job.status in statuses:
-            return job
-        assert time.monotonic() < deadline, f"job {job_id} still {job.status}"
-        time.sleep(1.0)
+@pytest.fixture
+def wait_for(wait_job):
+    return lambda client, job_id, statuses: wait_job(client, job_id, statuses, TIMEOUT_S)
 
 
-def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server):
+def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server, wait_for):
     client, store = server
     train = client.files.create(file=("train.jsonl", items(48)), purpose="fine-tune")
     valid = client.files.create(file=("valid.jsonl", items(12, offset=100)),
@@ -113,7 +108,7 @@ def test_a_reinforcement_job_learns_its_graders_task_through_the_sdk(server):
     assert (store.run_dir(job.id) / "final" / "config.json").is_file()
 
 
-def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
+def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server, wait_for):
     client, store = server
     train = client.files.create(file=("train.jsonl", items(48)), purpose="fine-tune")
     method = {"type": "reinforcement", "reinforcement": {
@@ -145,7 +140,8 @@ def test_a_paused_reinforcement_job_resumes_from_its_checkpoint(server):
     assert steps == list(range(1, 13))  # the steps after the checkpoint, run once more
 
 
-def test_a_cosine_grader_job_embeds_with_the_operators_endpoint(tmp_path, serving, embeddings):
+def test_a_cosine_grader_job_embeds_with_the_operators_endpoint(tmp_path, serving, embeddings,
+                                                               wait_for):
     """The operator's embedding endpoint and key reach the job's environment: every answer is
     scored by the cosine of letter counts against the item's word."""
     config = ServiceConfig(graders=Graders(embedding_base_url=embeddings.base_url,
